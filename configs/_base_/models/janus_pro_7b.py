@@ -1,0 +1,3 @@
+_base_ = ['./janus_pro_1b.py']
+
+model = dict(umm=dict(pretrained='checkpoints/Janus-Pro-7B'))

@@ -1,0 +1,11 @@
+from . import compat
+from .config_check import ConfigError, check_config
+from .hooks import HFExportHook, SampleGridHook, SkippedImagesHook
+from .launch import load_config, setup_distributed, test, train
+from .loops import ResumableIterBasedTrainLoop
+from .optim_constructor import DecayGroupsOptimWrapperConstructor
+
+__all__ = ['compat', 'ConfigError', 'check_config', 'HFExportHook',
+           'SampleGridHook', 'SkippedImagesHook', 'load_config',
+           'setup_distributed', 'test', 'train',
+           'ResumableIterBasedTrainLoop', 'DecayGroupsOptimWrapperConstructor']

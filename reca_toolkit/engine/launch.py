@@ -1,0 +1,95 @@
+"""What ``tools/train.py`` and ``tools/test.py`` hand over to.
+
+Configs are Python files and are executed when loaded: only run configs
+you trust, as with any MMEngine project.
+"""
+import os.path as osp
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config
+
+from reca_toolkit.engine.config_check import check_config
+
+
+def load_config(path, cfg_options=None, work_dir=None):
+    """Read (execute) a config, apply overrides and check it."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config file {path} does not exist')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join(
+        'work_dirs', osp.splitext(osp.basename(path))[0])
+    check_config(cfg)
+    return cfg
+
+
+def setup_distributed(cfg, launcher):
+    """Prepare ``cfg`` for ``launcher`` before the Runner is built.
+
+    MMEngine's ``init_dist`` calls ``torch.cuda.set_device`` and its DDP
+    wrapper passes ``device_ids=[local_rank]``; both fail without a GPU. On
+    a CPU-only machine this initialises gloo itself (the Runner then skips
+    its own initialisation) and wraps the model with ``device_ids=None``.
+    """
+    cfg.launcher = launcher
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    if not dist.is_initialized():
+        dist.init_process_group('gloo')
+    wrapper = dict(cfg.get('model_wrapper_cfg')
+                   or dict(type='MMDistributedDataParallel'))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = \
+        'gloo'
+
+
+def build_runner(cfg):
+    from mmengine.runner import Runner
+
+    from reca_toolkit.registry import RUNNERS
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def train(config, work_dir=None, resume=None, load_from=None, amp=False,
+          cfg_options=None, launcher='none'):
+    """Train ``config``.
+
+    Args:
+        resume: 'auto' for the latest checkpoint in the work directory, or a
+            checkpoint path; None starts fresh.
+        load_from: initialise the model from a checkpoint (weights only).
+        amp: bf16 autocast via ``AmpOptimWrapper`` (GPU only).
+    """
+    cfg = load_config(config, cfg_options, work_dir)
+    if resume and load_from:
+        raise ValueError('use --resume or --load-from, not both')
+    if amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.dtype = 'bfloat16'
+    if resume:
+        cfg.resume = True
+        cfg.load_from = None if resume == 'auto' else resume
+    elif load_from:
+        cfg.resume = False
+        cfg.load_from = load_from
+    setup_distributed(cfg, launcher)
+    return build_runner(cfg).train()
+
+
+def test(config, checkpoint, work_dir=None, cfg_options=None,
+         launcher='none'):
+    """Evaluate ``checkpoint`` with the config's test loop and metrics."""
+    cfg = load_config(config, cfg_options, work_dir)
+    for key in ('test_dataloader', 'test_evaluator', 'test_cfg'):
+        if key not in cfg:
+            raise ValueError(f'{config} has no {key}; tools/test.py needs '
+                             'test_dataloader, test_evaluator and test_cfg')
+    cfg.load_from = checkpoint
+    cfg.resume = False
+    setup_distributed(cfg, launcher)
+    return build_runner(cfg).test()

@@ -1,0 +1,74 @@
+"""An iteration-based train loop whose resume does not replay the data."""
+import bisect
+
+from mmengine.logging import print_log
+from mmengine.runner.loops import (BaseLoop, IterBasedTrainLoop,
+                                   _InfiniteDataloaderIterator)
+from mmengine.runner.utils import calc_dynamic_intervals
+
+from reca_toolkit.registry import LOOPS
+
+
+@LOOPS.register_module()
+class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
+    """``IterBasedTrainLoop`` that resumes the data stream in O(1).
+
+    MMEngine's loop resumes at iteration k by loading and discarding k
+    batches. With a batch sampler that has ``set_start_iter`` (the
+    ``MultiSourceBatchSampler``), this loop starts the stream at k directly;
+    the samples of every step are the same as in an uninterrupted run.
+    The data iterator is created in :meth:`run`, after the resume, so no
+    batch is prefetched from the wrong position.
+    """
+
+    def __init__(self, runner, dataloader, max_iters, val_begin=1,
+                 val_interval=1000, dynamic_intervals=None):
+        BaseLoop.__init__(self, runner, dataloader)
+        self._max_iters = int(max_iters)
+        self._max_epochs = 1
+        self._epoch = 0
+        self._iter = 0
+        self.val_begin = val_begin
+        self.val_interval = val_interval
+        self.stop_training = False
+        self.runner.visualizer.dataset_meta = getattr(
+            self.dataloader.dataset, 'metainfo', None)
+        self.dataloader_iterator = None
+        self.dynamic_milestones, self.dynamic_intervals = \
+            calc_dynamic_intervals(self.val_interval, dynamic_intervals)
+
+    def _start_data(self):
+        batch_sampler = self.dataloader.batch_sampler
+        if hasattr(batch_sampler, 'set_start_iter'):
+            batch_sampler.set_start_iter(self._iter)
+            self.dataloader_iterator = _InfiniteDataloaderIterator(
+                self.dataloader)
+            if self._iter:
+                print_log(f'data stream resumed at iteration {self._iter}',
+                          logger='current')
+            return
+        self.dataloader_iterator = _InfiniteDataloaderIterator(self.dataloader)
+        if self._iter:
+            print_log(f'{type(batch_sampler).__name__} cannot start at an '
+                      f'iteration; loading and skipping {self._iter} batches',
+                      logger='current', level=30)
+            for _ in range(self._iter):
+                next(self.dataloader_iterator)
+
+    def run(self):
+        self.runner.call_hook('before_train')
+        self.runner.call_hook('before_train_epoch')
+        self._start_data()
+        while self._iter < self._max_iters and not self.stop_training:
+            self.runner.model.train()
+            self.run_iter(next(self.dataloader_iterator))
+            step = bisect.bisect(self.dynamic_milestones, self._iter + 1)
+            self.val_interval = self.dynamic_intervals[step - 1]
+            if (self.runner.val_loop is not None
+                    and self._iter >= self.val_begin
+                    and (self._iter % self.val_interval == 0
+                         or self._iter == self._max_iters)):
+                self.runner.val_loop.run()
+        self.runner.call_hook('after_train_epoch')
+        self.runner.call_hook('after_train')
+        return self.runner.model

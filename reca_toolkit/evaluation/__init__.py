@@ -1,0 +1,3 @@
+from .metrics import ReconstructionMetric
+
+__all__ = ['ReconstructionMetric']

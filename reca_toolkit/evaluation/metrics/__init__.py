@@ -1,0 +1,3 @@
+from .reconstruction import ReconstructionMetric, psnr, ssim
+
+__all__ = ['ReconstructionMetric', 'psnr', 'ssim']

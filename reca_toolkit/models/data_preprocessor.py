@@ -1,0 +1,23 @@
+"""Moves batches to the device and turns uint8 images into [-1, 1] floats."""
+from mmengine.model import BaseDataPreprocessor
+
+from reca_toolkit.registry import MODELS
+
+PIXEL_KEYS = ('und_pixels', 'gen_pixels')
+
+
+@MODELS.register_module()
+class RecADataPreprocessor(BaseDataPreprocessor):
+    """Per-source batches in, per-source batches out.
+
+    Images travel from the loader as uint8 (a quarter of float32's bytes) and
+    are normalised on the device; every UMM adapter takes [-1, 1] pixels.
+    """
+
+    def forward(self, data, training=False):
+        data = self.cast_data(data)
+        for batch in data['inputs'].values():
+            for key in PIXEL_KEYS:
+                if key in batch:
+                    batch[key] = batch[key].float() / 127.5 - 1
+        return data

@@ -1,0 +1,3 @@
+from .autoregressive import AutoregressiveCodeGenerator
+
+__all__ = ['AutoregressiveCodeGenerator']

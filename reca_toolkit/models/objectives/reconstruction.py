@@ -1,0 +1,43 @@
+"""RecA: regenerate an image from the model's own understanding of it."""
+from reca_toolkit.models.objectives.base import Objective
+from reca_toolkit.models.objectives.instructions import (DEFAULT_POOL,
+                                                          load_instructions)
+from reca_toolkit.registry import OBJECTIVES
+
+
+@OBJECTIVES.register_module()
+class ReconstructionAlignment(Objective):
+    """``generation_loss(template(encode_understanding(x_und), instruction),
+    x_gen)``.
+
+    The understanding view ``und_pixels`` and the generation target
+    ``gen_pixels`` are two views of one unlabeled image. Each sample pairs
+    its embeddings with an instruction drawn from the pool; with probability
+    ``generic_prob`` the instruction is ``generic_instruction`` instead. The
+    image embeddings are never dropped (research/reca_method.md 7.6).
+
+    Args:
+        instructions: a text file with one instruction per line.
+        generic_instruction: the instruction used for the generic share.
+        generic_prob: share of samples that get the generic instruction.
+    """
+
+    def __init__(self, instructions=str(DEFAULT_POOL),
+                 generic_instruction='Generate an image.', generic_prob=0.1,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.instructions = load_instructions(instructions)
+        self.generic_instruction = generic_instruction
+        self.generic_prob = generic_prob
+
+    def instruction(self, draw):
+        rng = self.rng(draw)
+        if rng.random() < self.generic_prob:
+            return self.generic_instruction
+        return rng.choice(self.instructions)
+
+    def loss(self, umm, batch):
+        embeds = umm.encode_understanding(batch['und_pixels'])
+        condition = umm.image_condition(
+            embeds, [self.instruction(d) for d in batch['draw']])
+        return umm.generation_loss(condition, batch['gen_pixels'])

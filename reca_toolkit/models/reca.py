@@ -1,0 +1,97 @@
+"""The RecA training model: weighted objectives over one UMM."""
+import torch
+from mmengine.model import BaseModel
+from torch import nn
+
+from reca_toolkit.registry import MODELS, OBJECTIVES, UMMS
+
+
+@MODELS.register_module()
+class RecAModel(BaseModel):
+    """A UMM trained with a weighted sum of objectives, one backward a step.
+
+    Args:
+        umm: the UMM adapter config.
+        objectives: name -> objective config. Each objective reads the batch
+            of the data source of the same name (or its ``source=``); its
+            loss is logged as ``loss_<name>``, its other outputs as
+            ``<key>_<name>``.
+        reconstruct_instruction: the instruction used when reconstructing
+            images at inference (sample grids, evaluation).
+        data_preprocessor: defaults to :class:`RecADataPreprocessor`.
+    """
+
+    def __init__(self, umm, objectives,
+                 reconstruct_instruction='Describe the image in detail.',
+                 data_preprocessor=None, init_cfg=None):
+        super().__init__(
+            data_preprocessor=data_preprocessor
+            or dict(type='RecADataPreprocessor'),
+            init_cfg=init_cfg)
+        self.umm = UMMS.build(umm)
+        self.objectives = nn.ModuleDict({
+            name: OBJECTIVES.build(cfg, default_args=dict(source=name))
+            for name, cfg in objectives.items()
+        })
+        self.reconstruct_instruction = reconstruct_instruction
+
+    def init_weights(self):
+        """Weights come from the UMM's own loading; nothing to initialise."""
+
+    def forward(self, inputs, data_samples=None, mode='loss'):
+        if mode == 'loss':
+            return self.loss(inputs)
+        if mode == 'predict':
+            return self.predict(inputs)
+        raise ValueError(f"mode must be 'loss' or 'predict', got '{mode}'")
+
+    def loss(self, inputs):
+        losses = {}
+        for name, objective in self.objectives.items():
+            batch = inputs.get(objective.source)
+            if batch is None or objective.weight == 0:
+                continue
+            outputs = objective.loss(self.umm, batch)
+            losses[f'loss_{name}'] = outputs.pop('loss') * objective.weight
+            losses.update({f'{k}_{name}': v for k, v in outputs.items()})
+        if not losses:
+            raise ValueError(
+                f'the batch holds sources {sorted(inputs)}, but no objective '
+                f'with weight > 0 reads them; objectives read '
+                f'{ {n: o.source for n, o in self.objectives.items()} }')
+        return losses
+
+    def _generator(self, seed, device):
+        return torch.Generator(device=device).manual_seed(seed)
+
+    @torch.no_grad()
+    def reconstruct(self, und_pixels, seed=0, **sampling):
+        """Images in [-1, 1] -> reconstructions in [-1, 1]."""
+        return self.umm.reconstruct(
+            und_pixels, self.reconstruct_instruction,
+            generator=self._generator(seed, und_pixels.device), **sampling)
+
+    @torch.no_grad()
+    def generate(self, prompts, seed=0, **sampling):
+        """Text prompts -> images in [-1, 1]."""
+        condition = self.umm.text_condition(prompts)
+        return self.umm.generate(
+            condition, generator=self._generator(seed,
+                                                 condition.embeds.device),
+            **sampling)
+
+    def predict(self, inputs):
+        """One result dict per sample: reconstructions for image sources,
+        generations for prompt sources."""
+        results = []
+        for source, batch in inputs.items():
+            if 'prompt' in batch:
+                images = self.generate(batch['prompt'])
+            else:
+                images = self.reconstruct(batch['und_pixels'])
+            for i, image in enumerate(images):
+                result = dict(source=source, pred=image)
+                for key, value in batch.items():
+                    result[key] = value[i]
+                results.append(result)
+        return results

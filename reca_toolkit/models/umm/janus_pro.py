@@ -1,0 +1,336 @@
+"""Janus-Pro (deepseek-ai/Janus) as a UMM, on transformers' own Janus classes.
+
+``transformers.JanusForConditionalGeneration`` has no training forward for
+image tokens; this adapter writes one. The pieces:
+
+* understanding: SigLIP ``vision_model`` + ``aligner`` (576 tokens at 384 px),
+  :class:`~reca_toolkit.models.encoders.janus.JanusSigLIPEncoder`;
+* generation targets: VQ-16 codes by the original quantizer rule,
+  :class:`~reca_toolkit.models.encoders.janus.JanusVQTokenizer`;
+* generation: ``generation_embeddings`` + ``generation_aligner`` -> LLM ->
+  ``generation_head``, teacher-forced cross-entropy over the codes only,
+  :class:`~reca_toolkit.models.generators.AutoregressiveCodeGenerator`;
+* the DeepSeek chat template of Janus's SFT format, built here.
+
+Prompts are tokenized a text piece at a time between special tokens -- what
+Janus's processor does, since its tokenizer splits at special tokens -- and
+image placeholders are replaced by the understanding embeddings.
+"""
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from mmengine.logging import print_log
+
+from reca_toolkit.models.builder import build_component
+from reca_toolkit.models.generators.autoregressive import position_ids
+from reca_toolkit.models.local_weights import check_hf_folder
+from reca_toolkit.models.losses import cross_entropy
+from reca_toolkit.models.umm.base import BaseUMM, Condition
+from reca_toolkit.registry import ENCODERS, GENERATORS, TOKENIZERS, UMMS
+
+JANUS_SYSTEM_PROMPT = (
+    'You are a helpful language and vision assistant. You are able to '
+    'understand the visual content that the user provides, and assist the '
+    'user with a variety of tasks using natural language.')
+JANUS_WEIGHTS_HINT = (
+    'Get the transformers-format weights (deepseek-community/Janus-Pro-1B '
+    'or -7B) on a machine with internet access, e.g. `huggingface-cli '
+    'download deepseek-community/Janus-Pro-1B --local-dir '
+    'checkpoints/Janus-Pro-1B`, and copy the folder here; reca_toolkit never '
+    'downloads.')
+# Files a Janus processor needs besides the weights; carried over on export.
+PROCESSOR_FILES = ('tokenizer.json', 'tokenizer_config.json',
+                   'special_tokens_map.json', 'preprocessor_config.json',
+                   'processor_config.json', 'chat_template.json',
+                   'chat_template.jinja', 'generation_config.json')
+
+
+def load_janus(pretrained, config, dtype, attn_implementation):
+    """A ``JanusForConditionalGeneration`` from a local folder or a config."""
+    from transformers import JanusConfig, JanusForConditionalGeneration
+    if (pretrained is None) == (config is None):
+        raise ValueError('JanusProUMM needs exactly one of pretrained= (a '
+                         'local folder) or config= (random initialisation)')
+    if pretrained is not None:
+        check_hf_folder(pretrained, 'Janus-Pro', JANUS_WEIGHTS_HINT,
+                        need_tokenizer=False)
+        model_type = JanusConfig.get_config_dict(
+            pretrained, local_files_only=True)[0].get('model_type')
+        if model_type != 'janus':
+            raise ValueError(
+                f"'{pretrained}' holds a model_type='{model_type}' "
+                "checkpoint; JanusProUMM loads the transformers layout "
+                "(model_type='janus'). " + JANUS_WEIGHTS_HINT)
+        return JanusForConditionalGeneration.from_pretrained(
+            pretrained, local_files_only=True, dtype=dtype,
+            attn_implementation=attn_implementation)
+    # Real Janus-Pro has an untied lm_head; JanusConfig ties by default.
+    janus_config = JanusConfig(**{'tie_word_embeddings': False, **config})
+    return JanusForConditionalGeneration._from_config(
+        janus_config, dtype=dtype, attn_implementation=attn_implementation)
+
+
+@UMMS.register_module()
+class JanusProUMM(BaseUMM):
+    """Janus-Pro behind the UMM interface.
+
+    Args:
+        pretrained: local folder in the transformers layout
+            (deepseek-community/Janus-Pro-1B / -7B).
+        config: ``JanusConfig`` keyword arguments for a randomly initialised
+            model instead (tests, demos, throughput work).
+        tokenizer: a ``TOKENIZERS`` config; by default the tokenizer of
+            ``pretrained``.
+        frozen: parts kept frozen; see :meth:`parts` for the names.
+        und_encoder, gen_tokenizer, generator: component configs, built
+            around this model's modules.
+        weights_dtype: dtype of frozen parts (and of exported weights).
+        trainable_dtype: dtype of trainable parts; float32 keeps AdamW's
+            small updates from vanishing in bfloat16 weights, while autocast
+            still computes in bfloat16.
+        attn_implementation: 'sdpa' or 'eager'.
+        gradient_checkpointing: checkpoint the LLM's layers.
+        system_prompt: Janus's understanding system prompt ('' for none).
+        max_length: image-to-text sequences are cut to this many tokens.
+    """
+
+    def __init__(self,
+                 pretrained=None,
+                 config=None,
+                 tokenizer=None,
+                 frozen=('vision_model', 'vqmodel'),
+                 und_encoder=dict(type='JanusSigLIPEncoder'),
+                 gen_tokenizer=dict(type='JanusVQTokenizer'),
+                 generator=dict(type='AutoregressiveCodeGenerator'),
+                 weights_dtype='bfloat16',
+                 trainable_dtype='float32',
+                 attn_implementation='sdpa',
+                 gradient_checkpointing=False,
+                 system_prompt=JANUS_SYSTEM_PROMPT,
+                 max_length=2048):
+        super().__init__()
+        janus = load_janus(pretrained, config, getattr(torch, weights_dtype),
+                           attn_implementation)
+        # The Hugging Face model is kept for export but not registered as a
+        # submodule: its modules are registered once, through the components
+        # below, so checkpoints hold each weight once.
+        self.__dict__['hf_model'] = janus
+        self.pretrained = pretrained
+        self.weights_dtype = getattr(torch, weights_dtype)
+        self.system_prompt = system_prompt
+        self.max_length = max_length
+        self.tokenizer = (TOKENIZERS.build(tokenizer) if tokenizer is not None
+                          else TOKENIZERS.build(dict(type='HFTokenizer',
+                                                     path=pretrained)))
+        inner = janus.model
+        self.und_encoder = build_component(
+            ENCODERS, und_encoder, vision_model=inner.vision_model,
+            aligner=inner.aligner)
+        self.gen_tokenizer = build_component(
+            ENCODERS, gen_tokenizer, vqmodel=inner.vqmodel)
+        self.generator = build_component(
+            GENERATORS, generator,
+            code_embeddings=inner.generation_embeddings,
+            code_aligner=inner.generation_aligner,
+            head=inner.generation_head)
+        self.language_model = inner.language_model
+        self.lm_head = janus.lm_head
+        self.ids = self._special_ids(janus.config)
+        for name, module in self.parts().items():
+            if name not in frozen:
+                module.to(getattr(torch, trainable_dtype))
+        if gradient_checkpointing:
+            self.language_model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs=dict(use_reentrant=False))
+        self.apply_freeze(frozen)
+
+    @staticmethod
+    def validate_config(cfg):
+        """Fail before anything is written if the weights folder is bad."""
+        if cfg.get('pretrained') is not None:
+            check_hf_folder(cfg['pretrained'], 'Janus-Pro', JANUS_WEIGHTS_HINT,
+                            need_tokenizer=cfg.get('tokenizer') is None)
+
+    def parts(self):
+        inner = self.hf_model.model
+        return dict(
+            vision_model=inner.vision_model,
+            aligner=inner.aligner,
+            vqmodel=inner.vqmodel,
+            generation_embeddings=inner.generation_embeddings,
+            generation_aligner=inner.generation_aligner,
+            generation_head=inner.generation_head,
+            language_model=inner.language_model,
+            lm_head=self.hf_model.lm_head)
+
+    def _special_ids(self, config):
+        tok = self.tokenizer
+        ids = dict(bos=tok.bos_token_id, eos=tok.eos_token_id,
+                   pad=tok.pad_token_id, image=config.image_token_id,
+                   boi=tok.convert_tokens_to_ids('<begin_of_image>'),
+                   eoi=tok.convert_tokens_to_ids('<end_of_image>'))
+        placeholder = tok.convert_tokens_to_ids('<image_placeholder>')
+        if placeholder != ids['image']:
+            raise ValueError(
+                f'tokenizer maps <image_placeholder> to {placeholder} but the '
+                f'model config says image_token_id={ids["image"]}')
+        missing = [k for k, v in ids.items()
+                   if v is None or v == tok.unk_token_id]
+        vocab = config.text_config.vocab_size
+        if missing or max(ids.values()) >= vocab or len(tok) > vocab:
+            raise ValueError(
+                f'tokenizer ({len(tok)} tokens) does not fit the Janus '
+                f'model (vocab {vocab}); missing special tokens: {missing}')
+        return ids
+
+    # prompts --------------------------------------------------------------------
+    def _text(self, text):
+        return self.tokenizer(text, add_special_tokens=False)['input_ids']
+
+    def _image_slots(self, num):
+        return [self.ids['boi']] + [self.ids['image']] * num + [self.ids['eoi']]
+
+    def _embed(self, ids, image_embeds=None):
+        embeds = self.language_model.get_input_embeddings()(ids)
+        if image_embeds is not None:
+            slots = (ids == self.ids['image']).unsqueeze(-1)
+            embeds = embeds.masked_scatter(slots, image_embeds.to(embeds.dtype))
+        return embeds
+
+    def _left_pad(self, rows, labels=None):
+        """Token rows -> left-padded ``ids``, ``mask`` (and ``labels``)."""
+        device = self.lm_head.weight.device
+        length = max(len(r) for r in rows)
+        ids = torch.full((len(rows), length), self.ids['pad'], dtype=torch.long)
+        mask = torch.zeros(len(rows), length, dtype=torch.long)
+        target = torch.full_like(ids, -100)
+        for i, row in enumerate(rows):
+            ids[i, length - len(row):] = torch.tensor(row)
+            mask[i, length - len(row):] = 1
+            if labels is not None:
+                target[i, length - len(row):] = torch.tensor(labels[i])
+        out = (ids.to(device), mask.to(device))
+        return out + (target.to(device), ) if labels is not None else out
+
+    def _condition(self, rows, image_embeds=None):
+        ids, mask = self._left_pad(rows)
+        # Janus's CFG prompt keeps only BOS and the final <begin_of_image>.
+        content = mask.bool()
+        content[:, -1] = False
+        content[torch.arange(len(rows)), mask.shape[1] - mask.sum(1)] = False
+        return Condition(self._embed(ids, image_embeds), mask, content)
+
+    def image_condition(self, und_embeds, instructions):
+        """``<|User|>: <boi>[N embeddings]<eoi>\\n{instruction}\\n\\n
+        <|Assistant|>:<boi>``."""
+        head = self._text('<|User|>: ') + self._image_slots(und_embeds.shape[1])
+        rows = [[self.ids['bos']] + head +
+                self._text(f'\n{text}\n\n<|Assistant|>:') + [self.ids['boi']]
+                for text in instructions]
+        return self._condition(rows, und_embeds)
+
+    def text_condition(self, prompts):
+        """``<|User|>: {prompt}\\n\\n<|Assistant|>:<boi>``."""
+        rows = [[self.ids['bos']] +
+                self._text(f'<|User|>: {text}\n\n<|Assistant|>:') +
+                [self.ids['boi']] for text in prompts]
+        return self._condition(rows)
+
+    def null_condition(self, condition):
+        pad = self.language_model.get_input_embeddings()(
+            torch.tensor(self.ids['pad'], device=condition.embeds.device))
+        embeds = torch.where(condition.content.unsqueeze(-1),
+                             pad.to(condition.embeds.dtype), condition.embeds)
+        return Condition(embeds, condition.mask,
+                         torch.zeros_like(condition.content))
+
+    def conversation_tokens(self, turns, num_image_tokens):
+        """Janus's understanding format; labels mark the answers only."""
+        system = f'{self.system_prompt}\n\n' if self.system_prompt else ''
+        ids = [self.ids['bos']] + self._text(f'{system}<|User|>: ') + \
+            self._image_slots(num_image_tokens)
+        labels = [-100] * len(ids)
+        for i, (question, answer) in enumerate(turns):
+            prompt = self._text(('\n' if i == 0 else '<|User|>: ') +
+                                f'{question}\n\n<|Assistant|>:')
+            reply = self._text(f' {answer}') + [self.ids['eos']]
+            ids += prompt + reply
+            labels += [-100] * len(prompt) + reply
+        if len(ids) > self.max_length:
+            print_log(f'image-to-text sample of {len(ids)} tokens cut to '
+                      f'max_length={self.max_length}', logger='current',
+                      level=30)
+            ids, labels = ids[:self.max_length], labels[:self.max_length]
+        return ids, labels
+
+    # the UMM interface -------------------------------------------------------------
+    def encode_understanding(self, und_pixels):
+        return self.und_encoder(und_pixels)
+
+    def generation_loss(self, condition, gen_pixels):
+        codes = self.gen_tokenizer.encode(gen_pixels)
+        return self.generator.loss(self.language_model, condition, codes)
+
+    def understanding_loss(self, und_pixels, conversations):
+        image_embeds = self.encode_understanding(und_pixels)
+        rows, labels = zip(*(self.conversation_tokens(turns,
+                                                      image_embeds.shape[1])
+                             for turns in conversations))
+        ids, mask, labels = self._left_pad(rows, labels)
+        hidden = self.language_model(
+            inputs_embeds=self._embed(ids, image_embeds), attention_mask=mask,
+            position_ids=position_ids(mask), use_cache=False).last_hidden_state
+        # The state at t predicts token t + 1; only answer tokens are scored.
+        targets = labels[:, 1:]
+        scored = targets != -100
+        logits = self.lm_head(hidden[:, :-1][scored])
+        loss, acc = cross_entropy(logits, targets[scored])
+        return dict(loss=loss, acc=acc)
+
+    def generate(self, condition, generator=None, **sampling):
+        codes = self.generator.sample(
+            self.language_model, condition, self.null_condition(condition),
+            self.gen_tokenizer.num_tokens, generator=generator, **sampling)
+        return self.gen_tokenizer.decode(codes)
+
+    def save_pretrained(self, out_dir):
+        """Write a folder ``JanusForConditionalGeneration.from_pretrained``
+        loads, with the source folder's processor and tokenizer files.
+
+        The folder appears complete or not at all.
+        """
+        from transformers import JanusImageProcessor, JanusProcessor
+        out_dir = Path(out_dir)
+        if out_dir.exists() and any(out_dir.iterdir()):
+            raise FileExistsError(f'export folder {out_dir} is not empty')
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}-',
+                                    dir=out_dir.parent))
+        try:
+            state = {k: v.to(self.weights_dtype) if v.is_floating_point()
+                     else v for k, v in self.hf_model.state_dict().items()}
+            self.hf_model.config.dtype = self.weights_dtype
+            self.hf_model.save_pretrained(tmp, state_dict=state)
+            carried = [name for name in PROCESSOR_FILES
+                       if self.pretrained
+                       and (Path(self.pretrained) / name).is_file()]
+            for name in carried:
+                shutil.copy2(Path(self.pretrained) / name, tmp / name)
+            if not carried:
+                size = self.und_encoder.image_size
+                JanusProcessor(
+                    JanusImageProcessor(size=dict(height=size, width=size),
+                                        image_mean=[0.5] * 3,
+                                        image_std=[0.5] * 3),
+                    self.tokenizer,
+                    num_image_tokens=self.hf_model.config.vision_config
+                    .num_image_tokens,
+                ).save_pretrained(tmp)
+            if out_dir.exists():
+                out_dir.rmdir()
+            tmp.rename(out_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out_dir

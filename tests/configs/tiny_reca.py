@@ -1,0 +1,17 @@
+# The demo shrunk for tests: 30 iterations, constant learning rate,
+# checkpoints every 10 iterations, small sample grids.
+_base_ = ['../../configs/reca/janus_pro_demo.py']
+
+max_iters = 30
+train_dataloader = dict(batch_size=4)
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
+param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
+train_cfg = dict(max_iters=max_iters)
+default_hooks = dict(
+    logger=dict(interval=1),
+    checkpoint=dict(interval=10, max_keep_ckpts=5))
+custom_hooks = [
+    dict(type='SampleGridHook', interval=30, num_images=2,
+         prompts=['a red circle']),
+    dict(type='SkippedImagesHook'),
+]

@@ -1,0 +1,21 @@
+"""Print a config after inheritance and overrides.
+
+    python tools/misc/print_config.py CONFIG [--cfg-options key=value ...]
+"""
+import argparse
+
+from mmengine.config import DictAction
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
+    args = parser.parse_args()
+    from reca_toolkit.engine import load_config
+    print(load_config(args.config, args.cfg_options).pretty_text)
+
+
+if __name__ == '__main__':
+    main()

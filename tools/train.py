@@ -1,0 +1,48 @@
+"""Train a reca_toolkit config.
+
+    python tools/train.py configs/reca/janus_pro.py [--work-dir DIR]
+        [--resume [auto|PATH]] [--load-from PATH] [--amp]
+        [--cfg-options key=value ...] [--launcher {none,pytorch,slurm}]
+
+Configs are Python files and are executed when loaded: run only configs you
+trust.
+"""
+import argparse
+import os
+
+from mmengine.config import DictAction
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go')
+    parser.add_argument(
+        '--resume', nargs='?', const='auto',
+        help='resume from PATH, or from the latest checkpoint in the work '
+        'directory when given without a value')
+    parser.add_argument('--load-from', help='initialise from a checkpoint')
+    parser.add_argument('--amp', action='store_true',
+                        help='bf16 automatic mixed precision (GPU)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm'])
+    # torch.distributed.launch passes --local-rank (torch >= 2) to scripts.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main():
+    args = parse_args()
+    os.environ.setdefault('HF_HUB_OFFLINE', '1')
+    from reca_toolkit.engine import train
+    train(args.config, work_dir=args.work_dir, resume=args.resume,
+          load_from=args.load_from, amp=args.amp,
+          cfg_options=args.cfg_options, launcher=args.launcher)
+
+
+if __name__ == '__main__':
+    main()
