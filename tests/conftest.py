@@ -3,6 +3,7 @@ import copy
 import os
 import random
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ os.environ['HF_HUB_OFFLINE'] = '1'
 os.environ['TRANSFORMERS_OFFLINE'] = '1'
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # projects/ import as `projects.<name>`
 LOOPBACK = {'127.0.0.1', 'localhost', '::1', '0.0.0.0', ''}
 
 

@@ -9,8 +9,13 @@ trust.
 """
 import argparse
 import os
+import sys
+from pathlib import Path
 
 from mmengine.config import DictAction
+
+# projects/ live in the repository: make `projects.<name>` importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def parse_args():

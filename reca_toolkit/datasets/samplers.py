@@ -70,6 +70,10 @@ class MultiSourceSampler(Sampler):
         self.rank, self.world_size = get_dist_info()
         self._perm = {}
 
+    def reseed(self, seed):
+        self.seed = seed
+        self._perm.clear()
+
     def key(self, source, position):
         """The sample at global stream ``position`` of ``source``."""
         size = self.sizes[source]

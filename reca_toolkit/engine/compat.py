@@ -9,14 +9,17 @@ Each fix is measured in ``research/mmengine.md`` and has a regression test in
    nothing in a checkpoint needs unpickling. ``.safetensors`` files load with
    safetensors.
 2. Checkpoints are written to a temporary file and renamed, so an interrupted
-   save never leaves a half-written ``iter_N.pth``.
+   save never leaves a half-written ``iter_N.pth``; and every Runner gets its
+   own ``randomness`` dict (MMEngine shares one default dict between them).
 3. ``is_installed`` / ``get_installed_path`` use importlib instead of the
    removed ``pkg_resources``.
 4. DeepSpeed >= 0.17 removed ``deepspeed.runtime.fp16.onebit``; registering
    DeepSpeed optimizers no longer crashes on it.
 """
+import functools
 import importlib.metadata
 import importlib.util
+import inspect
 import os
 import os.path as osp
 import pickle
@@ -113,6 +116,25 @@ def _atomic_save_checkpoint(original):
     return save_checkpoint
 
 
+def _fresh_randomness(init):
+    """Give every Runner its own ``randomness`` dict.
+
+    The default ``randomness=dict(seed=None)`` is one dict shared by all
+    Runners, and ``resume`` writes the restored seed into it, so a later
+    Runner in the same process would silently inherit that seed.
+    """
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        if 'randomness' not in signature.bind_partial(self, *args,
+                                                      **kwargs).arguments:
+            kwargs['randomness'] = dict(seed=None)
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
 # 3. pkg_resources-free package helpers ----------------------------------------
 def is_installed(package):
     try:
@@ -171,9 +193,14 @@ def apply():
     MessageHub.state_dict = _message_hub_state_dict(MessageHub.state_dict)
     MessageHub.load_state_dict = _message_hub_load_state_dict(
         MessageHub.load_state_dict)
-    # Runner imported save_checkpoint by name; patch the name it calls.
-    mm_runner.save_checkpoint = _atomic_save_checkpoint(
-        mm_checkpoint.save_checkpoint)
+    # save_checkpoint is reached by several names: Runner (imported into
+    # mmengine.runner.runner), CheckpointHook (from mmengine.runner) and the
+    # FlexibleRunner strategies (from mmengine.runner.checkpoint).
+    import mmengine.runner as mm_runner_package
+    atomic_save = _atomic_save_checkpoint(mm_checkpoint.save_checkpoint)
+    for module in (mm_checkpoint, mm_runner, mm_runner_package):
+        module.save_checkpoint = atomic_save
+    mm_runner.Runner.__init__ = _fresh_randomness(mm_runner.Runner.__init__)
 
     import mmengine.hub.hub as mm_hub
     for module in (mm_package_utils, mm_utils, mm_config, mm_hub):
@@ -184,6 +211,7 @@ def apply():
         import mmengine._strategy.deepspeed as mm_deepspeed
         mm_deepspeed.register_deepspeed_optimizers = \
             register_deepspeed_optimizers
+        mm_deepspeed.save_checkpoint = atomic_save
     except ImportError:
         pass
 

@@ -57,14 +57,14 @@ def _all_names():
     return names
 
 
-def _close(word, names):
-    return difflib.get_close_matches(word, sorted(names), n=3, cutoff=0.6)
+def _close(word, names, cutoff=0.6):
+    return difflib.get_close_matches(word, sorted(names), n=3, cutoff=cutoff)
 
 
-def _check_node(node, path):
+def _check_node(node, path, resources):
     if isinstance(node, (list, tuple)):
         for i, item in enumerate(node):
-            _check_node(item, f'{path}[{i}]')
+            _check_node(item, f'{path}[{i}]', resources)
         return
     if not isinstance(node, dict):
         return
@@ -87,22 +87,25 @@ def _check_node(node, path):
                         + (f"; did you mean {', '.join(close)}?" if close
                            else '') + f' Valid keys: {sorted(params)}')
         validate = getattr(target, 'validate_config', None)
-        if validate is not None:
+        if resources and validate is not None:
             try:
                 validate(node)
             except (FileNotFoundError, ValueError) as e:
                 raise ConfigError(f'{path}: {e}') from None
     for key, value in node.items():
-        _check_node(value, f'{path}.{key}' if path else key)
+        _check_node(value, f'{path}.{key}' if path else key, resources)
 
 
-def check_config(cfg):
-    """Raise :class:`ConfigError` for unknown types and keys in ``cfg``."""
+def check_config(cfg, resources=True):
+    """Raise :class:`ConfigError` for unknown types and keys in ``cfg`` and,
+    with ``resources``, for folders and files it names that are missing."""
     for key in cfg:
         if key not in RUNNER_KEYS:
-            close = _close(key, RUNNER_KEYS)
+            # Strict, so helper variables (data_root, ...) are not flagged.
+            close = _close(key, RUNNER_KEYS, cutoff=0.8)
             if close:
                 raise ConfigError(
                     f"top-level key '{key}' is not a Runner setting; did you "
                     f"mean {', '.join(close)}?")
-    _check_node(cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg), '')
+    _check_node(cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg), '',
+                resources)

@@ -40,6 +40,7 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
     def _start_data(self):
         batch_sampler = self.dataloader.batch_sampler
         if hasattr(batch_sampler, 'set_start_iter'):
+            self._restore_data_seed(batch_sampler.sampler)
             batch_sampler.set_start_iter(self._iter)
             self.dataloader_iterator = _InfiniteDataloaderIterator(
                 self.dataloader)
@@ -54,6 +55,19 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
                       logger='current', level=30)
             for _ in range(self._iter):
                 next(self.dataloader_iterator)
+
+    def _restore_data_seed(self, sampler):
+        """Keep the data stream's seed across a resume.
+
+        The Runner builds the sampler, seeded with a fresh ``runner.seed``
+        when none is configured, before the resume restores the old seed.
+        The stream's seed is kept in the message hub, which checkpoints save.
+        """
+        hub = self.runner.message_hub
+        saved = hub.get_info('data_seed') if self._iter else None
+        if saved is not None and saved != sampler.seed:
+            sampler.reseed(saved)
+        hub.update_info('data_seed', sampler.seed)
 
     def run(self):
         self.runner.call_hook('before_train')

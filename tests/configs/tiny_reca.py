@@ -15,3 +15,7 @@ custom_hooks = [
          prompts=['a red circle']),
     dict(type='SkippedImagesHook'),
 ]
+# Training tests do not evaluate; tests/test_eval_* cover the val loop.
+val_dataloader = None
+val_cfg = None
+val_evaluator = None

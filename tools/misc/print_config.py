@@ -14,7 +14,8 @@ def main():
                         help='override config settings, key=value')
     args = parser.parse_args()
     from reca_toolkit.engine import load_config
-    print(load_config(args.config, args.cfg_options).pretty_text)
+    print(load_config(args.config, args.cfg_options,
+                      check_resources=False).pretty_text)
 
 
 if __name__ == '__main__':

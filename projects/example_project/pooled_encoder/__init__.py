@@ -1,0 +1,3 @@
+from .pooled_siglip import PooledSigLIPEncoder
+
+__all__ = ['PooledSigLIPEncoder']
