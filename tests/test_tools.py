@@ -75,3 +75,33 @@ def test_print_config_shows_the_merged_config():
     assert "type='JanusProUMM'" in proc.stdout
     assert 'batch_size=3' in proc.stdout
     assert "pretrained='checkpoints/Janus-Pro-1B'" in proc.stdout
+
+
+def test_training_exports_hf_folder_when_it_ends(tmp_path):
+    from transformers import JanusForConditionalGeneration
+    config = tmp_path / 'export.py'
+    config.write_text(f"""_base_ = ['{CONFIG}']
+custom_hooks = [dict(type='HFExportHook', out_dir='hf')]
+""")
+    run_tool('tools/train.py', config, '--work-dir', tmp_path / 'work',
+             '--cfg-options', 'train_cfg.max_iters=2')
+    model = JanusForConditionalGeneration.from_pretrained(
+        tmp_path / 'work' / 'hf', local_files_only=True)
+    trained = torch.load(tmp_path / 'work' / 'iter_2.pth',
+                         weights_only=True)['state_dict']
+    torch.testing.assert_close(model.lm_head.weight,
+                               trained['umm.lm_head.weight'])
+
+
+def test_export_carries_the_source_folders_processor_files(tmp_path):
+    from conftest import build_tiny_model
+    source = tmp_path / 'Janus-Pro-tiny'
+    build_tiny_model().umm.save_pretrained(source)
+    (source / 'chat_template.jinja').write_text('{{ messages }} carried')
+    umm = build_tiny_model(pretrained=str(source), config=None,
+                           tokenizer=None).umm
+    out = umm.save_pretrained(tmp_path / 'export')
+    for name in ('chat_template.jinja', 'tokenizer.json',
+                 'tokenizer_config.json', 'processor_config.json'):
+        assert (out / name).read_bytes() == (source / name).read_bytes()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith('.')]

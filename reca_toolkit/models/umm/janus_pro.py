@@ -301,7 +301,8 @@ class JanusProUMM(BaseUMM):
 
         The folder appears complete or not at all.
         """
-        from transformers import JanusImageProcessor, JanusProcessor
+        from transformers import (GenerationConfig, JanusImageProcessor,
+                                  JanusProcessor)
         out_dir = Path(out_dir)
         if out_dir.exists() and any(out_dir.iterdir()):
             raise FileExistsError(f'export folder {out_dir} is not empty')
@@ -327,6 +328,14 @@ class JanusProUMM(BaseUMM):
                     self.tokenizer,
                     num_image_tokens=self.hf_model.config.vision_config
                     .num_image_tokens,
+                ).save_pretrained(tmp)
+            if 'generation_config.json' not in carried:
+                # What transformers' image generation reads.
+                GenerationConfig(
+                    bos_token_id=self.ids['bos'], eos_token_id=self.ids['eos'],
+                    pad_token_id=self.ids['pad'],
+                    guidance_scale=self.generator.guidance_scale,
+                    generation_kwargs=dict(boi_token_id=self.ids['boi']),
                 ).save_pretrained(tmp)
             if out_dir.exists():
                 out_dir.rmdir()
