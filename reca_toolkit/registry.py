@@ -11,8 +11,11 @@ encoder, generator, UMM and objective (loss) registries the design names are
 mmdetection and mmagic. The aliases say at the registration site what a class
 is; ``MODELS.build`` builds any of them.
 
-Non-module factories that take local paths (tokenizers) live in a root
-registry of their own, ``TOKENIZERS``.
+Non-module factories live in root registries of their own: tokenizers
+(``TOKENIZERS``), and benchmark scorers (``SCORERS``: detectors, colour
+classifiers, VQA models, LLM judges, feature networks, external scorer
+commands), which metrics build lazily, on first use, because they often need
+packages or weights that exist only on users' machines.
 
 Collate functions: MMEngine's Runner looks collate functions up in the *root*
 ``FUNCTIONS`` registry without the default scope, so configs name ours with
@@ -120,6 +123,8 @@ LOG_PROCESSORS = _child('log_processor', MMENGINE_LOG_PROCESSORS,
 METRICS = _child('metric', MMENGINE_METRICS, ['reca_toolkit.evaluation'])
 EVALUATOR = _child('evaluator', MMENGINE_EVALUATOR,
                    ['reca_toolkit.evaluation'])
+SCORERS = SuggestingRegistry('scorer', scope='reca_toolkit',
+                             locations=['reca_toolkit.evaluation'])
 VISUALIZERS = _child('visualizer', MMENGINE_VISUALIZERS,
                      ['reca_toolkit.visualization'])
 VISBACKENDS = _child('vis_backend', MMENGINE_VISBACKENDS,

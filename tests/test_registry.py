@@ -79,6 +79,15 @@ CASES = {
         'MultiSourceDataset': (dict(sources=dict(recon=shapes())), {}),
         'ImageFolder': (None, None),  # needs files: test_data.py
         'CaptionedImages': (None, None),  # needs files: test_data.py
+        'SyntheticImages': (dict(num_samples=2, image_size=16), {}),
+        'FeatureCache': (None, None),  # needs files: test_perf_cache.py
+        'GenEvalPrompts': ({}, {}),
+        'GenEvalShapesPrompts': (dict(num_prompts=12), {}),
+        'HeldOutImages': (dict(source=shapes()), {}),
+        'DPGPrompts': (None, None),  # needs files: test_eval_dpg.py
+        'WISEPrompts': (None, None),  # needs the user's files
+        'ImgEditSet': (None, None),  # needs the user's files
+        'GEditSet': (None, None),  # needs the user's files
     },
     'DATA_SAMPLERS': {
         'MultiSourceSampler': (dict(ratios=dict(a=1, b=2), seed=0), lambda _:
@@ -92,11 +101,16 @@ CASES = {
         'LoadImage': ({}, {}),
         'ImageViews': (dict(und_size=32, gen_size=64), {}),
     },
-    'FUNCTIONS': {'collate_by_source': (None, None)},
+    'FUNCTIONS': {'collate_by_source': (None, None),
+                  'transformer_layer_wrap_policy': (None, None)},
+    # Need a process group: test_fsdp.py.
+    'STRATEGIES': {'RecAFSDPStrategy': (None, None)},
+    'RUNNERS': {'RecAFlexibleRunner': (None, None)},
     'HOOKS': {
         'SampleGridHook': (dict(interval=5, prompts=['a red square']), {}),
         'HFExportHook': (dict(out_dir='export'), {}),
         'SkippedImagesHook': ({}, {}),
+        'EvalSampleGridHook': (dict(num_images=4), {}),
     },
     'LOOPS': {'ResumableIterBasedTrainLoop': (None, None)},
     'OPTIM_WRAPPER_CONSTRUCTORS': {
@@ -104,7 +118,29 @@ CASES = {
             type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3,
                                                 weight_decay=0.1))), {}),
     },
-    'METRICS': {'ReconstructionMetric': ({}, {})},
+    'METRICS': {
+        'ReconstructionMetric': ({}, {}),
+        'GenEvalMetric': (dict(detector=dict(type='PaletteShapeDetector')),
+                          {}),
+        # Need prompt files or a judge: test_eval_dpg.py, test_eval_judges.py
+        'DPGMetric': (None, None),
+        'ImgEditMetric': (None, None),
+        'GEditMetric': (None, None),
+        'WISEMetric': (None, None),
+    },
+    'SCORERS': {
+        'PaletteShapeDetector': ({}, {}),
+        'PaletteColorClassifier': ({}, {}),
+        'ExternalCommand': (dict(command=['true']), {}),
+        'OpenAICompatibleJudge': (dict(model='gpt-4o-2024-05-13'), {}),
+        'JudgeVQA': (dict(judge=dict(type='OpenAICompatibleJudge',
+                                     model='m')), {}),
+        'MMDetDetector': (dict(config='m2f.py', checkpoint='m2f.pth'), {}),
+        'OpenCLIPColorClassifier': (dict(checkpoint='clip.safetensors'), {}),
+        # Need feature-network weights: test_eval_reconstruction.py
+        'LPIPS': (None, None),
+        'TorchvisionFeatures': (None, None),
+    },
 }
 
 
@@ -115,7 +151,9 @@ def multi_source():
 
 def test_every_registered_component_has_a_build_case():
     for name, registry in scoped_registries().items():
-        registered = set(registry.module_dict)
+        # projects/ register into the same registries when imported.
+        registered = {k for k, v in registry.module_dict.items()
+                      if v.__module__.startswith('reca_toolkit')}
         covered = set(CASES.get(name, {}))
         assert registered == covered, (name, registered ^ covered)
 

@@ -2,6 +2,8 @@
 # random configuration, on shape scenes the toolkit renders itself. Runs on
 # a 2-core CPU in about a minute and writes a checkpoint, the loss log and
 # reconstruction / prompt sample grids under work_dirs/janus_pro_demo.
+# Every 100 iterations it scores a GenEval-Shapes subset (scalars
+# geneval_shapes/*, grid val_samples); with the random VQ-VAE expect ~0.
 #   python tools/train.py configs/reca/janus_pro_demo.py
 _base_ = [
     '../_base_/models/janus_tiny.py',
@@ -23,7 +25,9 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=30,
          end=max_iters),
 ]
-train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=max_iters)
+# val_begin keeps shortened runs (tests, smoke checks) from validating.
+train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=max_iters,
+                 val_begin=100, val_interval=100)
 
 default_hooks = dict(
     logger=dict(interval=10),
@@ -35,5 +39,6 @@ custom_hooks = [
                   'a green circle at the center',
                   'a purple triangle at the bottom right']),
     dict(type='SkippedImagesHook'),
+    dict(type='EvalSampleGridHook', num_images=12, ncols=6),
 ]
 env_cfg = dict(dist_cfg=dict(backend='gloo'))

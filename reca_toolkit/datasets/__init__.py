@@ -10,3 +10,12 @@ __all__ = ['CaptionedImages', 'ImageFolder', 'MultiSourceDataset',
            'SampleKey', 'collate_by_source', 'MultiSourceBatchSampler',
            'MultiSourceSampler', 'ShapeScenes', 'Source', 'ImageLoadError',
            'ImageViews', 'LoadImage']
+from .geneval_prompts import GenEvalPrompts  # noqa: E402
+from .geneval_shapes import GenEvalShapesPrompts  # noqa: E402
+from .prompts import PromptDataset  # noqa: E402
+from .dpg_prompts import DPGPrompts  # noqa: E402
+from .edit_benchmarks import GEditSet, ImgEditSet  # noqa: E402
+from .wise_prompts import WISEPrompts  # noqa: E402
+from .held_out_images import HeldOutImages  # noqa: E402
+from .synthetic import SyntheticImages  # noqa: E402
+from .feature_cache import FeatureCache  # noqa: E402

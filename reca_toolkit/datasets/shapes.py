@@ -1,9 +1,16 @@
 """Scenes of coloured shapes on a grey canvas, rendered in code.
 
 Objects sit on a grid of square slots, so scenes render and parse exactly.
-They give the toolkit training and evaluation images that need no download
-(the demo trains on them; GenEval-Shapes scores with them).
+They give the toolkit training and evaluation images that need no download:
+the demo trains on them, and GenEval-Shapes
+(:mod:`reca_toolkit.datasets.geneval_shapes`) renders its ground truth with
+the same :func:`render`.
+
+Some colour-shape pairs (:data:`HELD_OUT_PAIRS`) never appear in training
+scenes, so GenEval-Shapes' ``color_attr`` prompts, which use them, measure
+attribute binding rather than recall of seen pairs.
 """
+import itertools
 import random
 from dataclasses import dataclass
 
@@ -23,6 +30,14 @@ PALETTE = {
     'white': (245, 245, 245),
 }
 SHAPES = ('circle', 'square', 'triangle')
+ALL_PAIRS = tuple(itertools.product(sorted(PALETTE), SHAPES))
+# Each colour once and each shape twice, so training still shows every
+# colour and every shape, just not in these combinations.
+HELD_OUT_PAIRS = frozenset({
+    ('red', 'triangle'), ('green', 'circle'), ('blue', 'square'),
+    ('yellow', 'circle'), ('purple', 'square'), ('white', 'triangle'),
+})
+TRAIN_PAIRS = tuple(p for p in ALL_PAIRS if p not in HELD_OUT_PAIRS)
 
 
 @dataclass(frozen=True)
@@ -39,30 +54,46 @@ class ShapeScene:
     grid: int = 4
 
 
+def slot_box(row, col, canvas_size=64, grid=4):
+    """The inclusive pixel box ``(x0, y0, x1, y1)`` an object fills.
+
+    The 1 px inset leaves a 2 px gap between neighbouring slots, so two
+    same-coloured neighbours never touch and parse as two objects.
+    """
+    slot = canvas_size // grid
+    x0, y0 = col * slot + 1, row * slot + 1
+    return x0, y0, x0 + slot - 3, y0 + slot - 3
+
+
 def render(scene, canvas_size=64):
-    """The scene as an ``[H, W, 3]`` uint8 array; 1 px inset per slot."""
-    slot = canvas_size // scene.grid
+    """The scene as an ``[H, W, 3]`` uint8 array."""
     image = Image.new('RGB', (canvas_size, canvas_size), BACKGROUND)
     draw = ImageDraw.Draw(image)
     for obj in scene.objects:
-        x0, y0 = obj.col * slot + 1, obj.row * slot + 1
-        x1, y1 = x0 + slot - 3, y0 + slot - 3
+        x0, y0, x1, y1 = slot_box(obj.row, obj.col, canvas_size, scene.grid)
         color = PALETTE[obj.color]
         if obj.shape == 'square':
             draw.rectangle((x0, y0, x1, y1), fill=color)
         elif obj.shape == 'circle':
             draw.ellipse((x0, y0, x1, y1), fill=color)
-        else:
+        elif obj.shape == 'triangle':
             draw.polygon(((x0 + x1) / 2, y0, x1, y1, x0, y1), fill=color)
+        else:
+            raise ValueError(f"unknown shape '{obj.shape}'; shapes are "
+                             f'{SHAPES}')
     return np.asarray(image)
 
 
-def random_scene(rng, grid=4, max_objects=4):
-    """1 to ``max_objects`` objects in distinct random slots."""
+def random_scene(rng, grid=4, max_objects=4, pairs=TRAIN_PAIRS):
+    """1 to ``max_objects`` objects in distinct random slots, each a random
+    ``(colour, shape)`` of ``pairs``."""
     slots = rng.sample(range(grid * grid), rng.randint(1, max_objects))
-    return ShapeScene(tuple(
-        ShapeObject(rng.choice(SHAPES), rng.choice(sorted(PALETTE)),
-                    s // grid, s % grid) for s in sorted(slots)), grid)
+    pairs = sorted(pairs)
+    objects = []
+    for s in sorted(slots):
+        color, shape = rng.choice(pairs)
+        objects.append(ShapeObject(shape, color, s // grid, s % grid))
+    return ShapeScene(tuple(objects), grid)
 
 
 def _location(obj, grid):
@@ -85,30 +116,41 @@ def describe(scene):
 class ShapeScenes(Source):
     """``num_scenes`` random scenes, scene ``i`` seeded by ``(seed, i)``.
 
-    The raw sample holds the rendered ``img``, its dense ``caption`` and the
-    one-turn conversation ``(question, caption)``.
+    The raw sample holds the rendered ``img`` and, when ``captioned``, its
+    dense ``caption`` and the one-turn conversation ``(question, caption)``;
+    image-only scenes are what the RecA objective needs.
+
+    Args:
+        include_held_out: also draw the :data:`HELD_OUT_PAIRS`; off for any
+            training split, so GenEval-Shapes' ``color_attr`` stays unseen.
     """
 
     def __init__(self, num_scenes=1000, seed=0, canvas_size=64, grid=4,
-                 max_objects=4, question='Describe this image in detail.',
-                 pipeline=()):
+                 max_objects=4, captioned=True,
+                 question='Describe this image in detail.',
+                 include_held_out=False, pipeline=()):
         super().__init__(pipeline)
         self.num_scenes = num_scenes
         self.seed = seed
         self.canvas_size = canvas_size
         self.grid = grid
         self.max_objects = max_objects
+        self.captioned = captioned
         self.question = question
+        self.pairs = ALL_PAIRS if include_held_out else TRAIN_PAIRS
 
     def __len__(self):
         return self.num_scenes
 
     def scene(self, index):
         return random_scene(random.Random(f'{self.seed}:{index}'), self.grid,
-                            self.max_objects)
+                            self.max_objects, self.pairs)
 
     def raw(self, index):
         scene = self.scene(index)
-        caption = describe(scene)
-        return dict(img=render(scene, self.canvas_size), caption=caption,
-                    conversations=[(self.question, caption)])
+        sample = dict(img=render(scene, self.canvas_size))
+        if self.captioned:
+            caption = describe(scene)
+            sample.update(caption=caption,
+                          conversations=[(self.question, caption)])
+        return sample

@@ -1,5 +1,6 @@
 from . import compat
 from .config_check import ConfigError, check_config
+from .fsdp import RecAFlexibleRunner, RecAFSDPStrategy
 from .hooks import HFExportHook, SampleGridHook, SkippedImagesHook
 from .launch import load_config, setup_distributed, test, train
 from .loops import ResumableIterBasedTrainLoop
@@ -8,4 +9,5 @@ from .optim_constructor import DecayGroupsOptimWrapperConstructor
 __all__ = ['compat', 'ConfigError', 'check_config', 'HFExportHook',
            'SampleGridHook', 'SkippedImagesHook', 'load_config',
            'setup_distributed', 'test', 'train',
-           'ResumableIterBasedTrainLoop', 'DecayGroupsOptimWrapperConstructor']
+           'ResumableIterBasedTrainLoop', 'DecayGroupsOptimWrapperConstructor',
+           'RecAFlexibleRunner', 'RecAFSDPStrategy']

@@ -3,6 +3,8 @@
 Configs are Python files and are executed when loaded: only run configs
 you trust, as with any MMEngine project.
 """
+import copy
+import os
 import os.path as osp
 
 import torch
@@ -12,8 +14,9 @@ from mmengine.config import Config
 from reca_toolkit.engine.config_check import check_config
 
 
-def load_config(path, cfg_options=None, work_dir=None):
-    """Read (execute) a config, apply overrides and check it."""
+def load_config(path, cfg_options=None, work_dir=None, check_resources=True):
+    """Read (execute) a config, apply overrides and check it (with
+    ``check_resources``, also the weights and data folders it names)."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'config file {path} does not exist')
     cfg = Config.fromfile(path)
@@ -21,7 +24,7 @@ def load_config(path, cfg_options=None, work_dir=None):
         cfg.merge_from_dict(cfg_options)
     cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(path))[0])
-    check_config(cfg)
+    check_config(cfg, resources=check_resources)
     return cfg
 
 
@@ -42,8 +45,25 @@ def setup_distributed(cfg, launcher):
                    or dict(type='MMDistributedDataParallel'))
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
+    if cfg.get('strategy') is not None:
+        _cpu_strategy(cfg.strategy)
     cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = \
         'gloo'
+
+
+def _cpu_strategy(strategy):
+    """A FlexibleRunner strategy's wrapper on CPU: FSDP needs
+    ``device_id='cpu'`` ("FSDP needs a non-CPU accelerator device"), DDP
+    ``device_ids=None``."""
+    from mmengine._strategy import FSDPStrategy
+
+    from reca_toolkit.registry import STRATEGIES
+    wrapper = dict(strategy.get('model_wrapper') or {})
+    if issubclass(STRATEGIES.get(strategy['type']), FSDPStrategy):
+        wrapper['device_id'] = 'cpu'
+    else:
+        wrapper['device_ids'] = None
+    strategy['model_wrapper'] = wrapper
 
 
 def build_runner(cfg):
@@ -81,9 +101,34 @@ def train(config, work_dir=None, resume=None, load_from=None, amp=False,
     return build_runner(cfg).train()
 
 
-def test(config, checkpoint, work_dir=None, cfg_options=None,
-         launcher='none'):
-    """Evaluate ``checkpoint`` with the config's test loop and metrics."""
+def test(config=None, checkpoint=None, work_dir=None, cfg_options=None,
+         launcher='none', card=None):
+    """Evaluate ``checkpoint`` with the config's test loop and metrics, and
+    write an evaluation card (``reca_toolkit.evaluation.card``) into the
+    run's log directory.
+
+    Args:
+        checkpoint: weights to load; None evaluates the model as the config
+            builds it (a pretrained folder, or a seeded random init).
+        card: an evaluation card to re-run instead of ``config`` and
+            ``checkpoint``: its config and checkpoint are used after their
+            hashes are verified, outputs go under ``work_dir``.
+    """
+    from mmengine.dist import is_main_process
+
+    from reca_toolkit.evaluation import card as cards
+    recorded = None
+    if card is not None:
+        recorded = cards.load_card(card)
+        cards.verify_card(recorded, card)
+        work_dir = work_dir or osp.join(
+            'work_dirs', 'rerun_' + osp.splitext(osp.basename(card))[0])
+        config = osp.join(work_dir, 'card_config.py')
+        os.makedirs(work_dir, exist_ok=True)
+        cards.card_config(recorded, work_dir).dump(config)
+        checkpoint = (recorded['checkpoint'] or {}).get('path')
+    elif config is None:
+        raise ValueError('test() needs a config or an evaluation card')
     cfg = load_config(config, cfg_options, work_dir)
     for key in ('test_dataloader', 'test_evaluator', 'test_cfg'):
         if key not in cfg:
@@ -91,5 +136,13 @@ def test(config, checkpoint, work_dir=None, cfg_options=None,
                              'test_dataloader, test_evaluator and test_cfg')
     cfg.load_from = checkpoint
     cfg.resume = False
+    recorded_cfg = copy.deepcopy(cfg)
     setup_distributed(cfg, launcher)
-    return build_runner(cfg).test()
+    runner = build_runner(cfg)
+    metrics = runner.test()
+    if is_main_process():
+        new = cards.build_card(recorded_cfg, checkpoint, runner, metrics)
+        cards.write_card(new, osp.join(runner.log_dir, 'eval_card.json'))
+        if recorded is not None:
+            cards.compare_metrics(recorded['metrics'], new['metrics'])
+    return metrics

@@ -7,6 +7,16 @@ from reca_toolkit.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS,
                                    OPTIMIZERS)
 
 
+def is_no_decay(module, name):
+    """Norm scales, biases and embedding tables.
+
+    Decided by module type and name, not by ``param.ndim < 2``: under FSDP
+    every parameter is a 1-D view of its shard.
+    """
+    return (name == 'bias' or isinstance(module, nn.Embedding)
+            or 'norm' in type(module).__name__.lower())
+
+
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class DecayGroupsOptimWrapperConstructor:
     """Two groups: weight decay on matrices, none on norms, biases and
@@ -29,13 +39,13 @@ class DecayGroupsOptimWrapperConstructor:
         wrapper_cfg = dict(self.optim_wrapper_cfg)
         optimizer_cfg = dict(wrapper_cfg.pop('optimizer'))
         weight_decay = optimizer_cfg.pop('weight_decay', 0.0)
-        embeddings = {id(m.weight) for m in model.modules()
-                      if isinstance(m, nn.Embedding)}
-        decay, no_decay = [], []
-        for param in model.parameters():
-            if param.requires_grad:
-                no_wd = param.ndim < 2 or id(param) in embeddings
-                (no_decay if no_wd else decay).append(param)
+        decay, no_decay, seen = [], [], set()
+        for module in model.modules():
+            for name, param in module.named_parameters(recurse=False):
+                if param.requires_grad and id(param) not in seen:
+                    seen.add(id(param))
+                    (no_decay if is_no_decay(module, name) else
+                     decay).append(param)
         optimizer_cfg['params'] = [
             dict(params=decay, weight_decay=weight_decay),
             dict(params=no_decay, weight_decay=0.0)

@@ -80,17 +80,58 @@ class RecAModel(BaseModel):
                                                  condition.embeds.device),
             **sampling)
 
+    @torch.no_grad()
+    def edit(self, und_pixels, instructions, seed=0, **sampling):
+        """Images in [-1, 1] plus edit instructions -> edited images: the
+        understanding embeddings and the instruction condition generation,
+        as in RecA's image-conditioned prompt."""
+        condition = self.umm.image_condition(
+            self.umm.encode_understanding(und_pixels), list(instructions))
+        return self.umm.generate(
+            condition, generator=self._generator(seed, und_pixels.device),
+            **sampling)
+
+    def _predict_rows(self, batch):
+        """Per row of one source's batch: its generated, edited or
+        reconstructed image(s).
+
+        A row with ``num_images`` gets that many samples, stacked
+        ``[N, 3, H, W]``; each prompt or edit row samples alone with a
+        generator seeded by its ``seed``, so an image depends on its prompt
+        and seed only, never on the batch it shared. Reconstruction rows run
+        as one batch seeded by the first row's seed.
+        """
+        size = len(next(iter(batch.values())))
+        seeds = [int(s) for s in batch['seed']] if 'seed' in batch \
+            else [0] * size
+        counts = [int(n) for n in batch['num_images']] \
+            if 'num_images' in batch else None
+        if 'prompt' not in batch and 'instruction' not in batch:
+            yield from self.reconstruct(batch['und_pixels'], seed=seeds[0])
+            return
+        if 'prompt' not in batch and 'und_pixels' not in batch:
+            raise ValueError(
+                'edit samples need und_pixels: give the dataset a pipeline '
+                "with LoadImage and ImageViews(und_size=...)")
+        for i in range(size):
+            n = counts[i] if counts else 1
+            if 'prompt' in batch:
+                images = self.generate([batch['prompt'][i]] * n,
+                                       seed=seeds[i])
+            else:
+                images = self.edit(
+                    batch['und_pixels'][i:i + 1].expand(n, -1, -1, -1),
+                    [batch['instruction'][i]] * n, seed=seeds[i])
+            yield images if counts else images[0]
+
     def predict(self, inputs):
-        """One result dict per sample: reconstructions for image sources,
-        generations for prompt sources."""
+        """One result dict per sample: generations for prompt sources, edits
+        for sources with an ``instruction``, reconstructions otherwise; the
+        batch's fields are carried along."""
         results = []
         for source, batch in inputs.items():
-            if 'prompt' in batch:
-                images = self.generate(batch['prompt'])
-            else:
-                images = self.reconstruct(batch['und_pixels'])
-            for i, image in enumerate(images):
-                result = dict(source=source, pred=image)
+            for i, images in enumerate(self._predict_rows(batch)):
+                result = dict(source=source, pred=images)
                 for key, value in batch.items():
                     result[key] = value[i]
                 results.append(result)

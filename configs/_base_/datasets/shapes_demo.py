@@ -22,20 +22,35 @@ train_dataloader = dict(
                     dict(type='ImageViews', und_size=64),
                 ]))))
 
+# Reconstruction of 16 held-out scenes, each once (DefaultSampler), seeded.
 test_dataloader = dict(
     batch_size=8,
     num_workers=0,
-    sampler=dict(type='MultiSourceSampler', shuffle=False),
-    batch_sampler=dict(type='MultiSourceBatchSampler'),
+    sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='reca_toolkit.collate_by_source'),
     dataset=dict(
-        type='MultiSourceDataset',
-        sources=dict(
-            recon=dict(
-                type='ShapeScenes', num_scenes=16, seed=999,
-                pipeline=[
-                    dict(type='LoadImage'),
-                    dict(type='ImageViews', und_size=64, gen_size=64),
-                ]))))
+        type='HeldOutImages', name='recon', seed=0,
+        source=dict(
+            type='ShapeScenes', num_scenes=16, seed=999, captioned=False,
+            pipeline=[
+                dict(type='LoadImage'),
+                dict(type='ImageViews', und_size=64, gen_size=64),
+            ])))
 test_evaluator = dict(type='ReconstructionMetric')
 test_cfg = dict(type='TestLoop')
+
+# In-training evaluation: a 24-prompt GenEval-Shapes subset (4 per tag, the
+# first prompts of the full suite), one image each, scored exactly.
+val_dataloader = dict(
+    batch_size=8,
+    num_workers=0,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='reca_toolkit.collate_by_source'),
+    dataset=dict(type='GenEvalShapesPrompts', num_prompts=24, suite_seed=0,
+                 num_images=1, seed=0, seed_policy='index'))
+val_evaluator = dict(
+    type='GenEvalMetric',
+    prefix='geneval_shapes',
+    detector=dict(type='PaletteShapeDetector'),
+    color_classifier=dict(type='PaletteColorClassifier'))
+val_cfg = dict(type='ValLoop')

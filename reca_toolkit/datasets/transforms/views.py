@@ -61,7 +61,11 @@ class ImageViews:
 
     def __call__(self, results):
         image = results.pop('img')
+        views = {}
         for key, size in self.sizes.items():
             if size is not None:
-                results[key] = to_tensor(square(image, size, self.mode))
+                # Equal sizes share one resize, the pipeline's dearest step.
+                if size not in views:
+                    views[size] = to_tensor(square(image, size, self.mode))
+                results[key] = views[size]
         return results

@@ -1,8 +1,13 @@
-"""Reconstruction fidelity: PSNR and SSIM of reconstructions vs inputs."""
+"""Reconstruction fidelity of reconstructions vs inputs: PSNR, SSIM, and
+LPIPS / rFID with their feature networks injected."""
+import numpy as np
 import torch
 import torch.nn.functional as F
 from mmengine.evaluator import BaseMetric
 
+from reca_toolkit.evaluation.metrics.fid import (frechet_distance,
+                                                 gaussian_stats)
+from reca_toolkit.evaluation.scorers.builder import build_scorer, scorer_info
 from reca_toolkit.registry import METRICS
 
 
@@ -50,21 +55,72 @@ def ssim(pred, target, data_range=255.0, sigma=1.5):
 
 @METRICS.register_module()
 class ReconstructionMetric(BaseMetric):
-    """PSNR and SSIM between each reconstruction and its generation-view
-    input, on 0-255 pixels, averaged over the evaluation set."""
+    """Reconstruction fidelity of each reconstruction against its
+    generation-view input, averaged over the evaluation set: PSNR and SSIM
+    on 0-255 pixels, and, with their feature networks injected, LPIPS and
+    rFID (the Frechet distance between feature Gaussians of the inputs and
+    of the reconstructions).
+
+    Args:
+        lpips: an ``LPIPS`` scorer config or object; None skips LPIPS.
+        fid_features: a feature network config or object mapping
+            ``[N, 3, H, W]`` in [-1, 1] to a list whose first entry is the
+            pooled features (e.g. ``TorchvisionFeatures`` on Inception's
+            ``avgpool``); None skips rFID.
+        source: evaluate only samples of this data source (None: all).
+    """
 
     default_prefix = 'recon'
 
+    def __init__(self, lpips=None, fid_features=None, source=None,
+                 collect_device='cpu', prefix=None):
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        self.scorer_cfgs = dict(lpips=lpips, fid_features=fid_features)
+        self.scorers = {}
+        self.source = source
+        self.resolution = None
+
+    def scorer(self, name):
+        if name not in self.scorers:
+            self.scorers[name] = build_scorer(self.scorer_cfgs[name])
+        return self.scorers[name]
+
     def process(self, data_batch, data_samples):
-        for sample in data_samples:
-            to255 = lambda x: ((x.float().cpu().clamp(-1, 1) + 1) * 127.5  # noqa
-                               ).round()[None]
-            pred = to255(sample['pred'])
-            target = to255(sample['gen_pixels'])
-            self.results.append(dict(psnr=float(psnr(pred, target)),
-                                     ssim=float(ssim(pred, target))))
+        samples = [s for s in data_samples
+                   if self.source is None or s.get('source') == self.source]
+        if not samples:
+            return
+        pred = torch.stack([s['pred'] for s in samples]).float().cpu()
+        target = torch.stack([s['gen_pixels'] for s in samples]).float().cpu()
+        self.resolution = list(pred.shape[-2:])
+        to255 = lambda x: ((x.clamp(-1, 1) + 1) * 127.5).round()  # noqa
+        results = [dict(psnr=float(p), ssim=float(s)) for p, s in zip(
+            psnr(to255(pred), to255(target)), ssim(to255(pred),
+                                                  to255(target)))]
+        with torch.no_grad():
+            if self.scorer_cfgs['lpips'] is not None:
+                for r, d in zip(results, self.scorer('lpips')(pred, target)):
+                    r['lpips'] = float(d)
+            if self.scorer_cfgs['fid_features'] is not None:
+                net = self.scorer('fid_features')
+                for key, images in (('feat_pred', pred),
+                                    ('feat_target', target)):
+                    feats = net(images)[0].flatten(1).double()
+                    for r, f in zip(results, feats):
+                        r[key] = f.numpy()
+        self.results.extend(results)
 
     def compute_metrics(self, results):
-        n = len(results)
-        return dict(psnr=sum(r['psnr'] for r in results) / n,
-                    ssim=sum(r['ssim'] for r in results) / n)
+        metrics = {key: sum(r[key] for r in results) / len(results)
+                   for key in ('psnr', 'ssim', 'lpips') if key in results[0]}
+        if 'feat_pred' in results[0]:
+            metrics['rfid'] = frechet_distance(
+                *gaussian_stats(np.stack([r['feat_target'] for r in results])),
+                *gaussian_stats(np.stack([r['feat_pred'] for r in results])))
+        return metrics
+
+    def card_info(self):
+        return dict(metric=type(self).__name__, resolution=self.resolution,
+                    scorers={name: scorer_info(self.scorers.get(name), cfg)
+                             for name, cfg in self.scorer_cfgs.items()
+                             if cfg is not None})

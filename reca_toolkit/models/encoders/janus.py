@@ -50,17 +50,30 @@ class JanusSigLIPEncoder(nn.Module):
     def image_size(self):
         return self.vision_model.config.image_size
 
-    def forward(self, pixels):
+    def features(self, pixels):
+        """SigLIP's output, before the aligner: what a feature cache holds.
+
+        A frozen SigLIP runs without autograd, so none of its activations are
+        kept for the backward. ``no_grad`` rather than ``inference_mode``:
+        the aligner, which trains, saves its input for the backward, and an
+        inference-mode tensor cannot be saved (docs/performance.md).
+        """
         dtype = next(self.vision_model.parameters()).dtype
         trains_vision = any(p.requires_grad
                             for p in self.vision_model.parameters())
         with torch.set_grad_enabled(trains_vision and torch.is_grad_enabled()):
-            features = self.vision_model(
+            return self.vision_model(
                 pixel_values=pixels.to(dtype),
                 interpolate_pos_encoding=pixels.shape[-1] != self.image_size,
             ).last_hidden_state
+
+    def align(self, features):
+        """SigLIP features -> embeddings in the LLM's input space."""
         aligner_dtype = next(self.aligner.parameters()).dtype
         return self.aligner(features.to(aligner_dtype))
+
+    def forward(self, pixels):
+        return self.align(self.features(pixels))
 
 
 @ENCODERS.register_module()

@@ -37,7 +37,11 @@ class ReconstructionAlignment(Objective):
         return rng.choice(self.instructions)
 
     def loss(self, umm, batch):
-        embeds = umm.encode_understanding(batch['und_pixels'])
+        # A feature cache (FeatureCache source) gives und_features and
+        # gen_targets in place of the pixels.
+        embeds = umm.encode_understanding(
+            batch.get('und_pixels'), und_features=batch.get('und_features'))
         condition = umm.image_condition(
             embeds, [self.instruction(d) for d in batch['draw']])
-        return umm.generation_loss(condition, batch['gen_pixels'])
+        return umm.generation_loss(condition, batch.get('gen_pixels'),
+                                   gen_targets=batch.get('gen_targets'))

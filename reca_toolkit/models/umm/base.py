@@ -45,8 +45,19 @@ class BaseUMM(nn.Module):
         """Name -> module for every part a user may freeze or train."""
         raise NotImplementedError
 
-    def encode_understanding(self, und_pixels):
-        """Pixels -> ``[B, N, D]`` dense prompt, in the LLM's input space."""
+    def encode_understanding(self, und_pixels=None, und_features=None):
+        """Pixels -> ``[B, N, D]`` dense prompt, in the LLM's input space;
+        or the same from cached :meth:`understanding_features`."""
+        raise NotImplementedError
+
+    def understanding_features(self, und_pixels):
+        """The output of the frozen part of the understanding encoder: what
+        a feature cache stores (``tools/misc/cache_features.py``)."""
+        raise NotImplementedError
+
+    def generation_targets(self, gen_pixels):
+        """What the frozen generation tokenizer makes of ``gen_pixels`` (VQ
+        codes, latents): what a feature cache stores."""
         raise NotImplementedError
 
     def image_condition(self, und_embeds, instructions):
@@ -61,8 +72,9 @@ class BaseUMM(nn.Module):
         """The classifier-free "unconditional" version of ``condition``."""
         raise NotImplementedError
 
-    def generation_loss(self, condition, gen_pixels):
-        """The model's native generation objective; dict of tensors."""
+    def generation_loss(self, condition, gen_pixels=None, gen_targets=None):
+        """The model's native generation objective on ``gen_pixels`` or on
+        cached :meth:`generation_targets`; dict of tensors."""
         raise NotImplementedError
 
     def understanding_loss(self, und_pixels, conversations):

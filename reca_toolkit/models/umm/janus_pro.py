@@ -16,6 +16,7 @@ Prompts are tokenized a text piece at a time between special tokens -- what
 Janus's processor does, since its tokenizer splits at special tokens -- and
 image placeholders are replaced by the understanding embeddings.
 """
+import copy
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,8 +27,12 @@ from mmengine.logging import print_log
 from reca_toolkit.models.builder import build_component
 from reca_toolkit.models.generators.autoregressive import position_ids
 from reca_toolkit.models.local_weights import check_hf_folder
-from reca_toolkit.models.losses import cross_entropy
+from reca_toolkit.models.lora import add_lora, merged_state_dict
+from reca_toolkit.models.losses import chunked_cross_entropy, cross_entropy
+from reca_toolkit.models.tokenizers import JANUS_SPECIAL_TOKENS
 from reca_toolkit.models.umm.base import BaseUMM, Condition
+from reca_toolkit.models.umm.janus_architectures import \
+    JANUS_PRO_ARCHITECTURES
 from reca_toolkit.registry import ENCODERS, GENERATORS, TOKENIZERS, UMMS
 
 JANUS_SYSTEM_PROMPT = (
@@ -90,8 +95,22 @@ class JanusProUMM(BaseUMM):
         trainable_dtype: dtype of trainable parts; float32 keeps AdamW's
             small updates from vanishing in bfloat16 weights, while autocast
             still computes in bfloat16.
-        attn_implementation: 'sdpa' or 'eager'.
+        attn_implementation: 'sdpa', 'eager' or 'flash_attention_2' (needs
+            the flash-attn package and a GPU).
         gradient_checkpointing: checkpoint the LLM's layers.
+        ce_chunk_size: compute the logits of every cross-entropy (generation
+            head and ``lm_head``) this many positions at a time, never all
+            at once (``losses.chunked_cross_entropy``); None materialises
+            them all.
+        compile_layers: ``torch.compile`` each LLM decoder layer: True, or a
+            dict of ``torch.compile`` arguments. One layer's code is compiled
+            once and reused by every layer; compiling the whole train step
+            would trace tokenization and Python control flow instead.
+        lora: a ``peft.LoraConfig`` dict (``r``, ``lora_alpha``,
+            ``target_modules``, ...): train low-rank adapters on the LLM
+            instead of its weights, which then stay frozen in
+            ``weights_dtype``. Exports merge the adapters. Needs peft
+            (``pip install 'reca_toolkit[lora]'``).
         system_prompt: Janus's understanding system prompt ('' for none).
         max_length: image-to-text sequences are cut to this many tokens.
     """
@@ -108,9 +127,15 @@ class JanusProUMM(BaseUMM):
                  trainable_dtype='float32',
                  attn_implementation='sdpa',
                  gradient_checkpointing=False,
+                 ce_chunk_size=None,
+                 compile_layers=False,
+                 lora=None,
                  system_prompt=JANUS_SYSTEM_PROMPT,
                  max_length=2048):
         super().__init__()
+        if lora is not None and 'language_model' in frozen:
+            raise ValueError('lora= trains adapters on the language_model; '
+                             "remove 'language_model' from frozen=")
         janus = load_janus(pretrained, config, getattr(torch, weights_dtype),
                            attn_implementation)
         # The Hugging Face model is kept for export but not registered as a
@@ -121,6 +146,8 @@ class JanusProUMM(BaseUMM):
         self.weights_dtype = getattr(torch, weights_dtype)
         self.system_prompt = system_prompt
         self.max_length = max_length
+        self.ce_chunk_size = ce_chunk_size
+        self.lora = lora
         self.tokenizer = (TOKENIZERS.build(tokenizer) if tokenizer is not None
                           else TOKENIZERS.build(dict(type='HFTokenizer',
                                                      path=pretrained)))
@@ -138,13 +165,58 @@ class JanusProUMM(BaseUMM):
         self.language_model = inner.language_model
         self.lm_head = janus.lm_head
         self.ids = self._special_ids(janus.config)
+        trainable_dtype = getattr(torch, trainable_dtype)
+        if lora is not None:
+            add_lora(self.language_model, lora, trainable_dtype)
         for name, module in self.parts().items():
-            if name not in frozen:
-                module.to(getattr(torch, trainable_dtype))
+            if name not in frozen and not (lora and name == 'language_model'):
+                module.to(trainable_dtype)
         if gradient_checkpointing:
-            self.language_model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs=dict(use_reentrant=False))
+            self.language_model.activation_checkpointing_enable(
+                activation_checkpointing_kwargs=dict(use_reentrant=False))
+        if compile_layers:
+            options = {} if compile_layers is True else dict(compile_layers)
+            for layer in self.language_model.layers:
+                layer.compile(**options)
         self.apply_freeze(frozen)
+
+    @staticmethod
+    def weightless_config(cfg):
+        """``cfg`` rewritten to build the same architecture from a config
+        alone, for the sizing tools (built without weights).
+
+        The architecture is the ``pretrained`` folder's ``config.json`` or,
+        when the folder is absent, the published architecture of its name
+        (:data:`JANUS_PRO_ARCHITECTURES`). Without the folder's tokenizer the
+        demo tokenizer stands in; prompts then differ from the real ones by a
+        few tokens of the ~1200 in a 384 px RecA sequence.
+        """
+        cfg = copy.deepcopy(dict(cfg))
+        pretrained = cfg.pop('pretrained', None)
+        if pretrained is None:
+            return cfg
+        folder = Path(pretrained)
+        if (folder / 'config.json').is_file():
+            from transformers import JanusConfig
+            config = JanusConfig.get_config_dict(
+                str(folder), local_files_only=True)[0]
+        elif folder.name in JANUS_PRO_ARCHITECTURES:
+            config = copy.deepcopy(JANUS_PRO_ARCHITECTURES[folder.name])
+        else:
+            raise FileNotFoundError(
+                f"JanusProUMM: '{pretrained}' has no config.json and "
+                f"'{folder.name}' is not a known architecture "
+                f'({", ".join(JANUS_PRO_ARCHITECTURES)}); set config= to '
+                'the JanusConfig arguments instead')
+        if cfg.get('tokenizer') is None:
+            if (folder / 'tokenizer.json').is_file():
+                cfg['tokenizer'] = dict(type='HFTokenizer', path=pretrained)
+            else:
+                cfg['tokenizer'] = dict(type='JanusDemoTokenizer')
+                config['image_token_id'] = JANUS_SPECIAL_TOKENS.index(
+                    '<image_placeholder>')
+        cfg['config'] = config
+        return cfg
 
     @staticmethod
     def validate_config(cfg):
@@ -167,22 +239,26 @@ class JanusProUMM(BaseUMM):
 
     def _special_ids(self, config):
         tok = self.tokenizer
+        # Janus's processor pads (and blanks CFG prompts) with this token.
         ids = dict(bos=tok.bos_token_id, eos=tok.eos_token_id,
-                   pad=tok.pad_token_id, image=config.image_token_id,
+                   pad=tok.convert_tokens_to_ids('<｜▁pad▁｜>'),
+                   image=config.image_token_id,
                    boi=tok.convert_tokens_to_ids('<begin_of_image>'),
                    eoi=tok.convert_tokens_to_ids('<end_of_image>'))
+        missing = [k for k, v in ids.items()
+                   if v is None or v == tok.unk_token_id]
+        if missing:
+            raise ValueError(f'the tokenizer lacks Janus special tokens: '
+                             f'{missing}')
         placeholder = tok.convert_tokens_to_ids('<image_placeholder>')
         if placeholder != ids['image']:
             raise ValueError(
                 f'tokenizer maps <image_placeholder> to {placeholder} but the '
                 f'model config says image_token_id={ids["image"]}')
-        missing = [k for k, v in ids.items()
-                   if v is None or v == tok.unk_token_id]
         vocab = config.text_config.vocab_size
-        if missing or max(ids.values()) >= vocab or len(tok) > vocab:
-            raise ValueError(
-                f'tokenizer ({len(tok)} tokens) does not fit the Janus '
-                f'model (vocab {vocab}); missing special tokens: {missing}')
+        if len(tok) > vocab:
+            raise ValueError(f'the tokenizer has {len(tok)} tokens but the '
+                             f'Janus model only {vocab}')
         return ids
 
     # prompts --------------------------------------------------------------------
@@ -200,7 +276,9 @@ class JanusProUMM(BaseUMM):
         return embeds
 
     def _left_pad(self, rows, labels=None):
-        """Token rows -> left-padded ``ids``, ``mask`` (and ``labels``)."""
+        """Token rows -> left-padded ``ids``, ``mask`` (and ``labels``, which
+        stay on the host: the loss finds its scored positions there, where
+        it need not wait for the device)."""
         device = self.lm_head.weight.device
         length = max(len(r) for r in rows)
         ids = torch.full((len(rows), length), self.ids['pad'], dtype=torch.long)
@@ -212,7 +290,7 @@ class JanusProUMM(BaseUMM):
             if labels is not None:
                 target[i, length - len(row):] = torch.tensor(labels[i])
         out = (ids.to(device), mask.to(device))
-        return out + (target.to(device), ) if labels is not None else out
+        return out + (target, ) if labels is not None else out
 
     def _condition(self, rows, image_embeds=None):
         ids, mask = self._left_pad(rows)
@@ -266,12 +344,34 @@ class JanusProUMM(BaseUMM):
         return ids, labels
 
     # the UMM interface -------------------------------------------------------------
-    def encode_understanding(self, und_pixels):
-        return self.und_encoder(und_pixels)
+    def understanding_features(self, und_pixels):
+        if not self.is_frozen('vision_model'):
+            raise ValueError('understanding features can only be cached '
+                             "while 'vision_model' is frozen")
+        return self.und_encoder.features(und_pixels)
 
-    def generation_loss(self, condition, gen_pixels):
-        codes = self.gen_tokenizer.encode(gen_pixels)
-        return self.generator.loss(self.language_model, condition, codes)
+    def encode_understanding(self, und_pixels=None, und_features=None):
+        if (und_pixels is None) == (und_features is None):
+            raise ValueError('encode_understanding needs exactly one of '
+                             'und_pixels and und_features')
+        if und_features is None:
+            return self.und_encoder(und_pixels)
+        return self.und_encoder.align(und_features)
+
+    def generation_targets(self, gen_pixels):
+        if not self.is_frozen('vqmodel'):
+            raise ValueError("VQ codes can only be cached while 'vqmodel' "
+                             'is frozen')
+        return self.gen_tokenizer.encode(gen_pixels)
+
+    def generation_loss(self, condition, gen_pixels=None, gen_targets=None):
+        if (gen_pixels is None) == (gen_targets is None):
+            raise ValueError('generation_loss needs exactly one of '
+                             'gen_pixels and gen_targets')
+        codes = self.gen_tokenizer.encode(gen_pixels) if gen_targets is None \
+            else gen_targets.long()
+        return self.generator.loss(self.language_model, condition, codes,
+                                   chunk_size=self.ce_chunk_size)
 
     def understanding_loss(self, und_pixels, conversations):
         image_embeds = self.encode_understanding(und_pixels)
@@ -284,9 +384,14 @@ class JanusProUMM(BaseUMM):
             position_ids=position_ids(mask), use_cache=False).last_hidden_state
         # The state at t predicts token t + 1; only answer tokens are scored.
         targets = labels[:, 1:]
-        scored = targets != -100
-        logits = self.lm_head(hidden[:, :-1][scored])
-        loss, acc = cross_entropy(logits, targets[scored])
+        rows, cols = (targets != -100).nonzero(as_tuple=True)
+        scored = hidden[rows.to(hidden.device), cols.to(hidden.device)]
+        targets = targets[rows, cols].to(hidden.device)
+        if self.ce_chunk_size is None:
+            loss, acc = cross_entropy(self.lm_head(scored), targets)
+        else:
+            loss, acc = chunked_cross_entropy(scored, self.lm_head, targets,
+                                              self.ce_chunk_size)
         return dict(loss=loss, acc=acc)
 
     def generate(self, condition, generator=None, **sampling):
@@ -310,8 +415,10 @@ class JanusProUMM(BaseUMM):
         tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}-',
                                     dir=out_dir.parent))
         try:
+            state = merged_state_dict(self.hf_model) if self.lora \
+                else self.hf_model.state_dict()
             state = {k: v.to(self.weights_dtype) if v.is_floating_point()
-                     else v for k, v in self.hf_model.state_dict().items()}
+                     else v for k, v in state.items()}
             self.hf_model.config.dtype = self.weights_dtype
             self.hf_model.save_pretrained(tmp, state_dict=state)
             carried = [name for name in PROCESSOR_FILES

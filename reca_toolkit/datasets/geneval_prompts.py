@@ -1,0 +1,49 @@
+"""GenEval prompts from a metadata file (``evaluation_metadata.jsonl``).
+
+The 553-prompt file of ``djghosh13/geneval`` is MIT-licensed and ships with
+the toolkit (``reca_toolkit/evaluation/prompt_files/``, with its licence);
+``metadata_file=None`` selects it.
+"""
+from pathlib import Path
+
+from reca_toolkit.datasets.prompts import PromptDataset, read_jsonl
+from reca_toolkit.registry import DATASETS
+
+GENEVAL_METADATA = (Path(__file__).resolve().parents[1] / 'evaluation' /
+                    'prompt_files' / 'geneval_evaluation_metadata.jsonl')
+
+
+@DATASETS.register_module()
+class GenEvalPrompts(PromptDataset):
+    """One item per metadata record: ``prompt`` and ``metadata`` (the
+    record itself, which the metric scores against).
+
+    Args:
+        metadata_file: a GenEval metadata JSON-lines file; None for the
+            vendored official one.
+        num_images, seed, seed_policy, source: see :class:`PromptDataset`.
+    """
+
+    def __init__(self, metadata_file=None, num_images=4, seed=0,
+                 seed_policy='constant', source='geneval'):
+        super().__init__(source, num_images, seed, seed_policy)
+        self.metadata_file = str(metadata_file or GENEVAL_METADATA)
+        if not Path(self.metadata_file).is_file():
+            raise FileNotFoundError(
+                f'GenEval metadata file {self.metadata_file} does not exist')
+        self.records = read_jsonl(self.metadata_file,
+                                  required=('tag', 'prompt', 'include'))
+
+    def __len__(self):
+        return len(self.records)
+
+    def item(self, index):
+        record = self.records[index]
+        return dict(prompt=record['prompt'], metadata=record)
+
+    def prompt_sha256(self):
+        from reca_toolkit.evaluation.scorers.base import file_sha256
+        return file_sha256(self.metadata_file)
+
+    def card_info(self):
+        return dict(super().card_info(), prompt_file=self.metadata_file)

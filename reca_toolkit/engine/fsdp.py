@@ -1,0 +1,123 @@
+"""FSDP through MMEngine's ``FlexibleRunner``, with its 0.10.7 bugs fixed.
+
+Each fix is measured in research/mmengine.md section 1.3 and has a
+regression test in ``tests/test_fsdp.py``:
+
+1. Gradient clipping: ``OptimWrapper`` clips with
+   ``torch.nn.utils.clip_grad_norm_`` over this rank's shards, so each rank
+   computes its own norm and clips by it (DDP logs ``grad_norm`` 5.20 where
+   FSDP logs 2.55, and the losses drift). :class:`RecAFSDPStrategy` clips
+   with ``FSDP.clip_grad_norm_``, which reduces the norm over all shards.
+2. Resume: MMEngine passes ``FSDP.optim_state_dict_to_load`` its arguments
+   in torch 2.0's order, which torch >= 2.1 rejects
+   (``TypeError: unhashable type: 'dict'``); they are passed by keyword.
+3. CPU optimizer checkpoints (a torch bug, CPU only): with
+   ``offload_to_cpu``, torch's full optimizer state dict "offloads" each
+   gathered state with ``.cpu()``, a no-op on a CPU, and returns views of
+   one buffer it reuses for the next state: every state of a parameter
+   saves the values of the last one (``exp_avg`` == ``exp_avg_sq``). On a
+   CPU, :class:`RecAFSDPStrategy` gathers without offloading, which clones.
+4. Iteration count: ``FlexibleRunner.save_checkpoint`` overwrites the
+   ``iter`` that ``CheckpointHook`` passes, so a checkpoint re-saved after
+   validation records one iteration too many and a resume runs the schedule
+   one step ahead. :class:`RecAFlexibleRunner` keeps the caller's value, as
+   ``Runner`` does.
+"""
+import functools
+
+import torch
+from mmengine._strategy import FSDPStrategy
+from mmengine.device import get_device
+from mmengine.fileio import join_path
+from mmengine.optim import OptimWrapperDict
+from mmengine.runner._flexible_runner import FlexibleRunner
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+from reca_toolkit.registry import FUNCTIONS, RUNNERS, STRATEGIES
+
+
+@FUNCTIONS.register_module()
+def transformer_layer_wrap_policy(module, recurse, nonwrapped_numel):
+    """FSDP auto-wrap policy: one FSDP unit per transformer block (every
+    Hugging Face layer that supports gradient checkpointing), so that only
+    one block's parameters are gathered at a time.
+
+    Config: ``auto_wrap_policy='reca_toolkit.transformer_layer_wrap_policy'``.
+    """
+    from transformers.modeling_layers import GradientCheckpointingLayer
+    return recurse or isinstance(module, GradientCheckpointingLayer)
+
+
+def clip_sharded_grad_norm(model, params, max_norm, norm_type=2.0):
+    """``clip_grad_norm_`` over every rank's shards of ``model``'s
+    gradients (``params`` are this rank's shards, hence unused)."""
+    return model.clip_grad_norm_(max_norm, norm_type)
+
+
+@STRATEGIES.register_module()
+class RecAFSDPStrategy(FSDPStrategy):
+    """``FSDPStrategy`` with global-norm gradient clipping and a working
+    optimizer resume (module docstring, fixes 1 to 3)."""
+
+    def _init_state_dict_cfg(self, state_dict_cfg):
+        super()._init_state_dict_cfg(state_dict_cfg)
+        config = self.optim_state_dict_config
+        if get_device() == 'cpu' and getattr(config, 'offload_to_cpu',
+                                             False):
+            config.offload_to_cpu = False
+
+    def build_optim_wrapper(self, optim_wrapper, model=None):
+        built = super().build_optim_wrapper(optim_wrapper, model)
+        wrappers = built.values() if isinstance(built, OptimWrapperDict) \
+            else [built]
+        for wrapper in wrappers:
+            if getattr(wrapper, 'clip_func', None) is \
+                    torch.nn.utils.clip_grad_norm_:
+                unknown = set(wrapper.clip_grad_kwargs) - {'max_norm',
+                                                           'norm_type'}
+                if unknown:
+                    raise ValueError(
+                        f'optim_wrapper.clip_grad: {sorted(unknown)} are not '
+                        'supported under FSDP; use max_norm and norm_type')
+                wrapper.clip_func = functools.partial(
+                    clip_sharded_grad_norm, self.model)
+        return built
+
+    def load_optim_state_dict(self, state_dict):
+        optim_state_dict = FSDP.optim_state_dict_to_load(
+            model=self.model, optim=self.optim_wrapper.optimizer,
+            optim_state_dict=state_dict)
+        self.optim_wrapper.load_state_dict(optim_state_dict)
+
+
+@RUNNERS.register_module()
+class RecAFlexibleRunner(FlexibleRunner):
+    """``FlexibleRunner`` whose checkpoints record the iteration they were
+    saved at (module docstring, fix 4)."""
+
+    def save_checkpoint(self, out_dir, filename, file_client_args=None,
+                        save_optimizer=True, save_param_scheduler=True,
+                        meta=None, by_epoch=True, backend_args=None):
+        if file_client_args is not None:
+            raise ValueError('file_client_args is deprecated in MMEngine; '
+                             'use backend_args')
+        meta = dict(meta or {})
+        if by_epoch:
+            meta.setdefault('epoch', self.epoch + 1)
+            meta.setdefault('iter', self.iter)
+        else:
+            meta.setdefault('epoch', self.epoch)
+            meta.setdefault('iter', self.iter + 1)
+        meta.update(cfg=self.cfg.pretty_text,
+                    experiment_name=self.experiment_name)
+        if hasattr(self.train_dataloader.dataset, 'metainfo'):
+            meta.update(dataset_meta=self.train_dataloader.dataset.metainfo)
+        checkpoint = dict(meta=meta,
+                          message_hub=self.message_hub.state_dict())
+        self.strategy.save_checkpoint(
+            filename=join_path(out_dir, filename, backend_args=backend_args),
+            save_optimizer=save_optimizer,
+            save_param_scheduler=save_param_scheduler,
+            extra_ckpt=checkpoint,
+            callback=lambda ckpt: self.call_hook('before_save_checkpoint',
+                                                 checkpoint=ckpt))
