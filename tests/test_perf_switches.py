@@ -44,7 +44,7 @@ def test_switch_keeps_losses_and_gradients(switch, atol):
                      atol)
 
 
-def test_chunked_cross_entropy_never_holds_all_logits():
+def test_head_cross_entropy_never_holds_all_logits():
     model = build_tiny_model(ce_chunk_size=5)
     rows = []
     model.umm.generator.head.register_forward_hook(
@@ -54,7 +54,7 @@ def test_chunked_cross_entropy_never_holds_all_logits():
     assert max(rows) == 5 and sum(rows) == 2 * 32 and len(rows) == 2 * 7
 
 
-def test_chunked_cross_entropy_is_ddp_exact(monkeypatch):
+def test_head_cross_entropy_is_ddp_exact(monkeypatch):
     """Ranks holding 9 and 23 of 32 positions: the mean of their losses and
     gradients (what DDP computes) is the single-process one."""
     torch.manual_seed(0)
@@ -72,7 +72,7 @@ def test_chunked_cross_entropy_is_ddp_exact(monkeypatch):
         monkeypatch.setattr(losses.dist, 'all_reduce',
                             lambda count, other=other: count.add_(other))
         rank_hidden = hidden[part].detach().requires_grad_()
-        loss, _ = losses.chunked_cross_entropy(rank_hidden, head,
+        loss, _ = losses.head_cross_entropy(rank_hidden, head,
                                                targets[part], chunk_size=4)
         ranks.append(loss)
         grads.append(torch.autograd.grad(loss, rank_hidden)[0] / 2)

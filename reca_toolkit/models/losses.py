@@ -44,20 +44,21 @@ def _summed_cross_entropy(head, hidden, targets):
     return loss, hits
 
 
-def chunked_cross_entropy(hidden, head, targets, chunk_size):
-    """:func:`cross_entropy` of ``head(hidden)``, ``chunk_size`` rows at a
-    time.
+def head_cross_entropy(hidden, head, targets, chunk_size=None):
+    """:func:`cross_entropy` of ``head(hidden)``, with ``chunk_size`` rows at
+    a time.
 
-    ``hidden``: ``[N, D]`` states of the scored positions; ``targets``:
-    ``[N]``. Each chunk's logits are computed under activation
-    checkpointing, so only one chunk's logits exist in the forward and in
-    the backward instead of ``N x V`` of them (Janus-Pro at batch 16: 9216 x
-    16384 float32 logits are 0.6 GB, and their gradient as much again). The
-    price is a second run of the head per chunk in the backward. The
-    reduction is the same global mean.
+    ``hidden``: ``[..., D]`` states of the scored positions; ``targets``:
+    ``[...]``. With ``chunk_size`` each chunk's logits are computed under
+    activation checkpointing, so only one chunk's logits exist in the forward
+    and in the backward instead of ``N x V`` of them (Janus-Pro at batch 16:
+    9216 x 16384 float32 logits are 0.6 GB, and their gradient as much
+    again). The price is a second run of the head per chunk in the backward.
+    The reduction is the same global mean.
     """
-    if len(targets) == 0:
-        return cross_entropy(head(hidden), targets)
+    if chunk_size is None or targets.numel() == 0:
+        return cross_entropy(head(hidden).flatten(0, -2), targets.flatten())
+    hidden, targets = hidden.flatten(0, -2), targets.flatten()
     run = functools.partial(_summed_cross_entropy, head)
     total, hits = 0, 0
     for rows, labels in zip(hidden.split(chunk_size),

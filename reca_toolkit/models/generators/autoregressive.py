@@ -8,7 +8,7 @@ accepts ``inputs_embeds``).
 import torch
 from torch import nn
 
-from reca_toolkit.models.losses import chunked_cross_entropy, cross_entropy
+from reca_toolkit.models.losses import head_cross_entropy
 from reca_toolkit.registry import GENERATORS
 
 
@@ -58,8 +58,9 @@ class AutoregressiveCodeGenerator(nn.Module):
         return embeds, mask, condition.embeds.shape[1] - 1
 
     def loss(self, llm, condition, codes, chunk_size=None):
-        """Teacher-forced cross-entropy; with ``chunk_size``, computed by
-        :func:`~reca_toolkit.models.losses.chunked_cross_entropy`."""
+        """Teacher-forced cross-entropy, with ``chunk_size`` positions' logits
+        at a time (:func:`~reca_toolkit.models.losses.head_cross_entropy`).
+        """
         embeds, mask, first = self.training_sequence(condition, codes)
         hidden = llm(inputs_embeds=embeds, attention_mask=mask,
                      position_ids=position_ids(mask),
@@ -67,12 +68,7 @@ class AutoregressiveCodeGenerator(nn.Module):
         # Only code positions reach the head: prompt and understanding
         # positions never enter the loss.
         hidden = hidden[:, first:first + codes.shape[1]]
-        if chunk_size is None:
-            loss, acc = cross_entropy(self.head(hidden).flatten(0, 1),
-                                      codes.flatten())
-        else:
-            loss, acc = chunked_cross_entropy(
-                hidden.flatten(0, 1), self.head, codes.flatten(), chunk_size)
+        loss, acc = head_cross_entropy(hidden, self.head, codes, chunk_size)
         return dict(loss=loss, acc=acc)
 
     @torch.no_grad()

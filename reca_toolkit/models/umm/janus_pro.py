@@ -28,7 +28,7 @@ from reca_toolkit.models.builder import build_component
 from reca_toolkit.models.generators.autoregressive import position_ids
 from reca_toolkit.models.local_weights import check_hf_folder
 from reca_toolkit.models.lora import add_lora, merged_state_dict
-from reca_toolkit.models.losses import chunked_cross_entropy, cross_entropy
+from reca_toolkit.models.losses import head_cross_entropy
 from reca_toolkit.models.tokenizers import JANUS_SPECIAL_TOKENS
 from reca_toolkit.models.umm.base import BaseUMM, Condition
 from reca_toolkit.models.umm.janus_architectures import \
@@ -100,7 +100,7 @@ class JanusProUMM(BaseUMM):
         gradient_checkpointing: checkpoint the LLM's layers.
         ce_chunk_size: compute the logits of every cross-entropy (generation
             head and ``lm_head``) this many positions at a time, never all
-            at once (``losses.chunked_cross_entropy``); None materialises
+            at once (``losses.head_cross_entropy``); None materialises
             them all.
         compile_layers: ``torch.compile`` each LLM decoder layer: True, or a
             dict of ``torch.compile`` arguments. One layer's code is compiled
@@ -387,11 +387,8 @@ class JanusProUMM(BaseUMM):
         rows, cols = (targets != -100).nonzero(as_tuple=True)
         scored = hidden[rows.to(hidden.device), cols.to(hidden.device)]
         targets = targets[rows, cols].to(hidden.device)
-        if self.ce_chunk_size is None:
-            loss, acc = cross_entropy(self.lm_head(scored), targets)
-        else:
-            loss, acc = chunked_cross_entropy(scored, self.lm_head, targets,
-                                              self.ce_chunk_size)
+        loss, acc = head_cross_entropy(scored, self.lm_head, targets,
+                                       self.ce_chunk_size)
         return dict(loss=loss, acc=acc)
 
     def generate(self, condition, generator=None, **sampling):
