@@ -26,21 +26,28 @@ import json
 import random
 
 from reca_toolkit.datasets.prompts import PromptDataset, sha256_text
-from reca_toolkit.datasets.shapes import (ALL_PAIRS, HELD_OUT_PAIRS, SHAPES,
-                                          ShapeObject, ShapeScene, render)
+from reca_toolkit.datasets.shapes import (ALL_PAIRS, HELD_OUT_PAIRS, NUMBERS,
+                                          SHAPES, TRAIN_PAIRS, ShapeObject,
+                                          ShapeScene, caption, describe,
+                                          render)
+from reca_toolkit.datasets.source import Source
 from reca_toolkit.registry import DATASETS
 
 TAGS = ('single_object', 'two_object', 'counting', 'colors', 'position',
         'color_attr')
-NUMBERS = ('zero', 'one', 'two', 'three', 'four')
 RELATIONS = ('left of', 'right of', 'above', 'below')
 # relation -> (row step, column step) from the target to the object.
 STEPS = {'left of': (0, -1), 'right of': (0, 1), 'above': (-1, 0),
          'below': (1, 0)}
 
 
-def make_prompt(tag, rng):
-    """One GenEval metadata record of ``tag``."""
+def make_prompt(tag, rng, pairs=ALL_PAIRS, held_out=HELD_OUT_PAIRS):
+    """One GenEval metadata record of ``tag``.
+
+    Coloured objects take their (colour, shape) from ``pairs``; a
+    ``color_attr`` record names at least one ``held_out`` pair, or, with
+    ``held_out`` empty (training scenes), two of ``pairs``.
+    """
     if tag == 'single_object':
         shape = rng.choice(SHAPES)
         return dict(tag=tag, include=[dict({'class': shape}, count=1)],
@@ -56,7 +63,7 @@ def make_prompt(tag, rng):
                     exclude=[dict({'class': shape}, count=n + 1)],
                     prompt=f'a photo of {NUMBERS[n]} {shape}s')
     if tag == 'colors':
-        color, shape = rng.choice(ALL_PAIRS)
+        color, shape = rng.choice(pairs)
         return dict(tag=tag,
                     include=[dict({'class': shape}, count=1, color=color)],
                     prompt=f'a photo of a {color} {shape}')
@@ -68,10 +75,11 @@ def make_prompt(tag, rng):
             dict({'class': a}, count=1, position=[relation, 0])],
             prompt=f'a photo of a {a} {relation} a {b}')
     if tag == 'color_attr':
-        held = rng.choice(sorted(HELD_OUT_PAIRS))
-        other = rng.choice([p for p in ALL_PAIRS
-                            if p[0] != held[0] and p[1] != held[1]])
-        (c1, s1), (c2, s2) = rng.sample([held, other], 2)
+        first = rng.choice(sorted(held_out)) if held_out \
+            else rng.choice(pairs)
+        other = rng.choice([p for p in pairs
+                            if p[0] != first[0] and p[1] != first[1]])
+        (c1, s1), (c2, s2) = rng.sample([first, other], 2)
         return dict(tag=tag, include=[
             dict({'class': s1}, count=1, color=c1),
             dict({'class': s2}, count=1, color=c2)],
@@ -89,7 +97,7 @@ def make_suite(num_prompts, suite_seed=0):
     return suite
 
 
-def _compose(metadata, rng, grid):
+def _compose(metadata, rng, grid, pairs):
     """One attempt at :func:`ground_truth_scene`; None if a positioned
     object finds no free slot next to its target."""
     free = set(range(grid * grid))
@@ -113,18 +121,20 @@ def _compose(metadata, rng, grid):
         for slot in slots:
             free.discard(slot)
             color = req.get('color') or rng.choice(
-                [c for c, s in ALL_PAIRS if s == req['class']])
+                [c for c, s in pairs if s == req['class']])
             objects.append(ShapeObject(req['class'], color,
                                        *divmod(slot, grid)))
         placed.append(slots)
     return ShapeScene(tuple(objects), grid)
 
 
-def ground_truth_scene(metadata, rng, grid=4, attempts=100):
+def ground_truth_scene(metadata, rng, grid=4, attempts=100,
+                       pairs=ALL_PAIRS):
     """A scene that satisfies ``metadata``: exactly the included objects;
-    a positioned object in its target's row or column, on the named side."""
+    a positioned object in its target's row or column, on the named side;
+    objects whose colour the metadata leaves open take one of ``pairs``."""
     for _ in range(attempts):
-        scene = _compose(metadata, rng, grid)
+        scene = _compose(metadata, rng, grid, pairs)
         if scene is not None:
             return scene
     raise ValueError(f"no {grid}x{grid} scene found for "
@@ -173,3 +183,61 @@ class GenEvalShapesPrompts(PromptDataset):
     def card_info(self):
         return dict(super().card_info(), suite_seed=self.suite_seed,
                     canvas_size=self.canvas_size, grid=self.grid)
+
+
+@DATASETS.register_module()
+class GenEvalShapesScenes(Source):
+    """Training scenes of the GenEval-Shapes kind, with text of two kinds.
+
+    Scene ``i`` (seeded by ``(seed, i)``) is the ground truth of a random
+    record of a random tag, drawn from training streams, never the suite's.
+    Its raw sample holds the rendered ``img``; ``caption``, a GenEval-style
+    prompt (:func:`~reca_toolkit.datasets.shapes.caption`) for
+    text-to-image; and ``conversations``, one turn whose answer is the dense
+    description (:func:`~reca_toolkit.datasets.shapes.describe`) for
+    image-to-text. An image's caption is fixed, as in a captioned dataset.
+
+    Args:
+        include_held_out: let objects take the :data:`HELD_OUT_PAIRS` too.
+        sparse: ``dict(color_drop=p, relation_drop=q)``: captions drop each
+            colour word and the relation at random; None keeps every detail.
+        unnamed_held_out: captions never name the colour of a held-out pair
+            (the dense description still does): a detail captions miss
+            systematically rather than at random.
+    """
+
+    def __init__(self, num_scenes=10000, seed=0, canvas_size=64, grid=4,
+                 include_held_out=False, sparse=None, unnamed_held_out=False,
+                 question='Describe this image in detail.', pipeline=()):
+        super().__init__(pipeline)
+        self.num_scenes = num_scenes
+        self.seed = seed
+        self.canvas_size = canvas_size
+        self.grid = grid
+        self.pairs = ALL_PAIRS if include_held_out else TRAIN_PAIRS
+        self.sparse = dict(sparse or {})
+        unknown = set(self.sparse) - {'color_drop', 'relation_drop'}
+        if unknown:
+            raise ValueError(f'GenEvalShapesScenes sparse= has unknown keys '
+                             f'{sorted(unknown)}; valid: color_drop, '
+                             'relation_drop')
+        self.unnamed = HELD_OUT_PAIRS if unnamed_held_out else ()
+        self.question = question
+
+    def __len__(self):
+        return self.num_scenes
+
+    def scene(self, index):
+        rng = random.Random(f'scenes:{self.seed}:{index}')
+        record = make_prompt(rng.choice(TAGS), rng, self.pairs, held_out=())
+        return ground_truth_scene(record, rng, self.grid, pairs=self.pairs)
+
+    def raw(self, index):
+        scene = self.scene(index)
+        rng = random.Random(f'caption:{self.seed}:{index}') \
+            if self.sparse else None
+        return dict(
+            img=render(scene, self.canvas_size),
+            caption=caption(scene, rng, unnamed_pairs=self.unnamed,
+                            **self.sparse),
+            conversations=[(self.question, describe(scene))])

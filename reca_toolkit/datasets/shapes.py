@@ -9,6 +9,11 @@ the same :func:`render`.
 Some colour-shape pairs (:data:`HELD_OUT_PAIRS`) never appear in training
 scenes, so GenEval-Shapes' ``color_attr`` prompts, which use them, measure
 attribute binding rather than recall of seen pairs.
+
+Two kinds of text describe a scene: :func:`describe`, a dense description
+of every object (what an understanding model is taught to say), and
+:func:`caption`, a GenEval-style prompt that can drop details at random the
+way real image captions do.
 """
 import itertools
 import random
@@ -18,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from reca_toolkit.datasets.source import Source
-from reca_toolkit.registry import DATASETS
+from reca_toolkit.registry import DATASETS, FUNCTIONS
 
 BACKGROUND = (110, 110, 110)
 PALETTE = {
@@ -30,6 +35,7 @@ PALETTE = {
     'white': (245, 245, 245),
 }
 SHAPES = ('circle', 'square', 'triangle')
+NUMBERS = ('zero', 'one', 'two', 'three', 'four')
 ALL_PAIRS = tuple(itertools.product(sorted(PALETTE), SHAPES))
 # Each colour once and each shape twice, so training still shows every
 # colour and every shape, just not in these combinations.
@@ -110,6 +116,78 @@ def describe(scene):
              for o in scene.objects]
     return ' and '.join([', '.join(parts[:-1]), parts[-1]]) \
         if len(parts) > 1 else parts[0]
+
+
+def relation(a, b):
+    """Where object ``a`` is relative to ``b`` when they share a row or a
+    column (the GenEval relation then holds unambiguously), else None."""
+    if a.row == b.row and a.col != b.col:
+        return 'left of' if a.col < b.col else 'right of'
+    if a.col == b.col and a.row != b.row:
+        return 'above' if a.row < b.row else 'below'
+    return None
+
+
+def caption(scene, rng=None, color_drop=0.0, relation_drop=0.0,
+            unnamed_pairs=()):
+    """A GenEval-style prompt for ``scene``: ``a photo of`` its shape groups
+    (``a red circle``, ``two squares``) joined by ``and``, one pair of lone
+    objects put in relation (``a circle left of a square``) when they share
+    a row or column.
+
+    Without ``rng`` every detail is kept and the order is fixed. With it the
+    caption is *sparse*, like real captions: each colour word is dropped with
+    probability ``color_drop``, the relation with ``relation_drop``, and the
+    phrases are shuffled. Colours of ``unnamed_pairs`` (colour, shape) are
+    never named: what captions systematically leave out.
+    """
+    def dropped(p):
+        return rng is not None and rng.random() < p
+
+    groups = {s: [o for o in scene.objects if o.shape == s] for s in SHAPES}
+    groups = {s: objs for s, objs in groups.items() if objs}
+
+    def phrase(objs):
+        color = objs[0].color
+        named = (all(o.color == color for o in objs)
+                 and (color, objs[0].shape) not in unnamed_pairs
+                 and not dropped(color_drop))
+        words = ([color] if named else []) + [objs[0].shape]
+        if len(objs) == 1:
+            return 'a ' + ' '.join(words)
+        return f'{NUMBERS[len(objs)]} ' + ' '.join(words) + 's'
+
+    lone = [objs[0] for objs in groups.values() if len(objs) == 1]
+    pairs = [(a, b) for a in lone for b in lone
+             if a.shape != b.shape and relation(a, b)]
+    phrases = []
+    if pairs and not dropped(relation_drop):
+        a, b = rng.choice(pairs) if rng is not None else pairs[0]
+        phrases.append(f'{phrase([a])} {relation(a, b)} {phrase([b])}')
+        groups.pop(a.shape)
+        groups.pop(b.shape)
+    phrases += [phrase(objs) for objs in groups.values()]
+    if rng is not None:
+        rng.shuffle(phrases)
+    return 'a photo of ' + ' and '.join(phrases)
+
+
+@FUNCTIONS.register_module()
+def shape_patch_codebook(canvas_size=64, grid=4):
+    """Every distinct slot patch a scene can hold, ``[K, S, S, 3]`` uint8:
+    the empty slot, then each (colour, shape) of :data:`ALL_PAIRS`.
+
+    Objects sit at the same offset in every slot, so these ``1 + 18``
+    patches tile every scene exactly: a lookup table over them is a
+    lossless image tokenizer (``PatchLookupTokenizer``).
+    """
+    slot = canvas_size // grid
+    patches = [render(ShapeScene((), grid), canvas_size)[:slot, :slot]]
+    for color, shape in ALL_PAIRS:
+        image = render(ShapeScene((ShapeObject(shape, color, 0, 0), ), grid),
+                       canvas_size)
+        patches.append(image[:slot, :slot])
+    return np.stack(patches)
 
 
 @DATASETS.register_module()

@@ -1,3 +1,5 @@
 from .janus import JanusSigLIPEncoder, JanusVQTokenizer, l2_normalized_codes
+from .patch_lookup import PatchLookupTokenizer
 
-__all__ = ['JanusSigLIPEncoder', 'JanusVQTokenizer', 'l2_normalized_codes']
+__all__ = ['JanusSigLIPEncoder', 'JanusVQTokenizer', 'PatchLookupTokenizer',
+           'l2_normalized_codes']

@@ -157,6 +157,13 @@ class JanusProUMM(BaseUMM):
             aligner=inner.aligner)
         self.gen_tokenizer = build_component(
             ENCODERS, gen_tokenizer, vqmodel=inner.vqmodel)
+        head_codes = inner.generation_head.vision_head.out_features
+        if self.gen_tokenizer.num_codes != head_codes:
+            raise ValueError(
+                f'gen_tokenizer {type(self.gen_tokenizer).__name__} has '
+                f'{self.gen_tokenizer.num_codes} codes but the generation '
+                f'head predicts {head_codes} (vq_config.num_embeddings); set '
+                f'vq_config.num_embeddings={self.gen_tokenizer.num_codes}')
         self.generator = build_component(
             GENERATORS, generator,
             code_embeddings=inner.generation_embeddings,

@@ -1,0 +1,94 @@
+"""The toy study's driver and probe (projects/janus_toy)."""
+import argparse
+import json
+
+import pytest
+from mmengine.config import DictAction
+
+from conftest import REPO
+from projects.janus_toy import probe, study
+from reca_toolkit.engine.launch import load_config
+
+
+def arm_config(arm):
+    config, options = study.ARMS[arm]
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parsed = parser.parse_args(['--cfg-options', *options] if options
+                               else []).cfg_options
+    return load_config(str(REPO / config), parsed, check_resources=False)
+
+
+@pytest.mark.parametrize('arm', sorted(study.ARMS))
+def test_every_arm_sets_what_it_says(arm):
+    cfg = arm_config(arm)
+    objectives = set(cfg.model.objectives)
+    sources = cfg.train_dataloader.dataset.sources
+    ratios = cfg.train_dataloader.sampler.ratios
+    assert set(ratios) <= set(sources)
+    # Every arm trains for the same steps at the same learning rate.
+    assert cfg.train_cfg.max_iters == 1000
+    assert cfg.optim_wrapper.optimizer.lr == 1e-4
+    expected = {
+        'reca': ({'recon', 'i2t'}, dict(recon=1, i2t=1)),
+        'control': ({'t2i', 'i2t'}, dict(t2i=1, i2t=1)),
+        'dense_captions': ({'t2i', 'i2t'}, dict(t2i=1, i2t=1)),
+        'reca_replay': ({'recon', 't2i', 'i2t'}, dict(recon=1, t2i=1, i2t=1)),
+        'control_replay': ({'t2i', 'i2t'}, dict(t2i=2, i2t=1)),
+        'ratio3to1': ({'recon', 'i2t'}, dict(recon=3, i2t=1)),
+        'ratio1to3': ({'recon', 'i2t'}, dict(recon=1, i2t=3)),
+        'no_i2t': ({'recon', 'i2t'}, dict(recon=1, i2t=0)),
+    }
+    if arm in expected:
+        assert (objectives, dict(ratios)) == expected[arm]
+    if 'recon' in sources:
+        und = sources.recon.pipeline[1].und_size
+        assert und == dict(und64=64, und16=16).get(arm, 32)
+        generic = cfg.model.objectives.recon.get('generic_prob')
+        assert generic == (1.0 if arm == 'pool1' else None)
+    if 't2i' in sources:
+        dense = arm == 'dense_captions'
+        assert (sources.t2i.sparse is None) == dense
+        assert sources.t2i.unnamed_held_out is not dense
+    batch = cfg.train_dataloader.batch_size
+    assert batch == (48 if arm.endswith('replay') else 32)
+
+
+def write_result(out, arm, seed, value):
+    folder = out / arm / f'seed_{seed}' / '20260101_000000'
+    folder.mkdir(parents=True)
+    scores = {f'geneval_shapes/{t}': value for t in study.TAGS}
+    (folder / 'before_after.json').write_text(json.dumps(dict(
+        before={k: 0.5 for k in scores}, after=scores)))
+
+
+def test_table_gives_mean_and_t_interval_over_seeds(tmp_path):
+    write_result(tmp_path, 'reca', 0, 0.5)
+    write_result(tmp_path, 'reca', 1, 0.7)
+    write_result(tmp_path, 'control', 0, 0.4)
+    write_result(tmp_path, 'control', 1, 0.4)
+    text = study.table(tmp_path, ['reca', 'control'], [0, 1])
+    overall = [line for line in text.splitlines()
+               if line.startswith('| overall')]
+    # mean 0.6; half-width t(0.975, 1) * stdev / sqrt(2) = 12.706 * 0.1
+    assert overall[0] == ('| overall | 0.500 ± 0.000 | 0.600 ± 1.271 | '
+                          '0.400 ± 0.000 |')
+    # Paired: RecA against its control (0.1 and 0.3), the control against
+    # the pretrained model it started from.
+    assert '| reca − control | control − baseline |' in text
+    assert overall[1] == '| overall | +0.200 ± 1.271 | -0.100 ± 0.000 |'
+
+
+def test_probe_shows_the_pretrained_model_reads_its_prompt():
+    from reca_toolkit.engine.inference import load_model
+    model, _ = load_model(str(REPO / 'configs/reca/janus_toy.py'))
+    captions, und, gen, kinds = probe.scene_batch(48, und_size=32)
+    assert und.shape[-1] == 32 and gen.shape[-1] == 64
+    assert ((kinds >= 0).sum(1) >= 1).all() and (kinds == 1).any()
+    result = probe.probe(model.umm, captions, und, gen, kinds,
+                         'Generate an image.')
+    assert set(result) == {(c, p) for c in probe.CONDITIONS
+                           for p in ('train', 'held-out')}
+    # Pretrained on captions only: it draws the object a caption names far
+    # more often than the object another scene's caption names.
+    assert result[('text', 'train')] > result[('text wrong', 'train')] + 0.2
