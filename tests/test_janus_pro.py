@@ -1,6 +1,7 @@
 """The Janus-Pro adapter on tiny random configs of the real transformers
 classes: VQ targets, chat templates, losses, freezing, sampling and export."""
 import math
+import os
 
 import pytest
 import torch
@@ -433,6 +434,12 @@ def test_export_loads_in_transformers_and_generates(umm, tmp_path):
     with torch.no_grad():  # as if trained: the export must hold these
         umm.language_model.layers[0].mlp.up_proj.weight.add_(1.0)
     out = umm.save_pretrained(tmp_path / 'export')
+    # Written through a private temporary folder, published as mkdir would.
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {
+        0o666 & ~umask}
 
     model = JanusForConditionalGeneration.from_pretrained(
         out, local_files_only=True)

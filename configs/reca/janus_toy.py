@@ -1,11 +1,15 @@
 # RecA post-training of a real pretrained model on a 2-core CPU: the tiny
-# Janus of projects/janus_toy (pretrained there on sparse captions and dense
-# descriptions of shape scenes). It scores GenEval-Shapes before training and
-# after, and prints both per tag:
+# Janus of projects/janus_toy, pretrained there on shape scenes whose
+# captions never name some colour-shape pairs that its image-to-text
+# descriptions do. It scores GenEval-Shapes before training and after, and
+# prints both per tag:
 #   python tools/train.py configs/reca/janus_toy.py
 # What RecA does and does not change here, measured against an equal-compute
 # control over several seeds: docs/toy_study.md.
-_base_ = ['../_base_/default_runtime.py']
+_base_ = [
+    '../_base_/datasets/geneval_shapes_val.py',
+    '../_base_/default_runtime.py',
+]
 
 max_iters = 1000
 und_size = 32  # the information bottleneck: 4 understanding tokens
@@ -69,24 +73,10 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=50,
          end=max_iters),
 ]
-# Four validations during training (the last one is the "after" score).
+# Four validations on 300 GenEval-Shapes prompts during training (the last
+# one is the "after" score).
 train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=max_iters,
                  val_begin=1, val_interval=max_iters // 4)
-
-# GenEval-Shapes: 300 prompts (50 per tag), one image each, seed = index.
-val_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='reca_toolkit.collate_by_source'),
-    dataset=dict(type='GenEvalShapesPrompts', num_prompts=300, suite_seed=0,
-                 num_images=1, seed=0, seed_policy='index'))
-val_evaluator = dict(
-    type='GenEvalMetric',
-    prefix='geneval_shapes',
-    detector=dict(type='PaletteShapeDetector'),
-    color_classifier=dict(type='PaletteColorClassifier'))
-val_cfg = dict(type='ValLoop')
 
 default_hooks = dict(
     logger=dict(interval=50),

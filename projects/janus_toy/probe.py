@@ -1,12 +1,12 @@
 """What a toy checkpoint's generation reads: the text, the image, or neither.
 
     python projects/janus_toy/probe.py configs/reca/janus_toy.py \\
-        [CHECKPOINT ...] [--num-scenes 512]
+        [CHECKPOINT ...] [--num-scenes 512] [--cfg-options KEY=VALUE ...]
 
 Teacher-forced over fresh scenes (``GenEvalShapesScenes`` seed 99, every
-colour-shape pair), it reports how often the generation head's top object code is
-the true one at slots that hold an object (which object, given that one is
-drawn there), under four conditions:
+colour-shape pair), it reports how often the generation head's top object
+code is the true one at slots that hold an object (which object, given
+that one is drawn there), under four conditions:
 
 - ``text``: the scene's full caption (every colour named, held-out pairs
   included: what GenEval-Shapes prompts ask for);
@@ -18,12 +18,14 @@ drawn there), under four conditions:
 Slots of :data:`HELD_OUT_PAIRS` objects and of training pairs are counted
 apart: the held-out ``text`` column is what ``color_attr`` needs. ``text``
 minus ``text wrong`` is how much generation reads the prompt.
-The config's ``pretrained`` model is probed first, as the baseline.
+The config's own model (its ``pretrained`` weights) is probed first, as
+the baseline.
 """
 import argparse
 
 import numpy as np
 import torch
+from mmengine.config import DictAction
 from PIL import Image
 
 from reca_toolkit.datasets.geneval_shapes import GenEvalShapesScenes
@@ -88,7 +90,8 @@ def probe(umm, captions, und, gen, kinds, instruction, batch_size=64):
         conditions = {
             'text': umm.text_condition([captions[i] for i in own]),
             'text wrong': umm.text_condition([captions[i] for i in other]),
-            'image': umm.image_condition(embeds[own], [instruction] * len(own)),
+            'image': umm.image_condition(embeds[own],
+                                         [instruction] * len(own)),
             'image wrong': umm.image_condition(embeds[other],
                                                [instruction] * len(own)),
         }
@@ -99,7 +102,8 @@ def probe(umm, captions, und, gen, kinds, instruction, batch_size=64):
     for name, parts in hits.items():
         correct = torch.cat(parts)
         for held, label in ((1, 'held-out'), (0, 'train')):
-            result[(name, label)] = correct[kinds == held].float().mean().item()
+            result[(name, label)] = float(correct[kinds == held].float()
+                                          .mean())
     return result
 
 
@@ -110,6 +114,8 @@ def main():
     parser.add_argument('--num-scenes', type=int, default=512)
     parser.add_argument('--und-size', type=int, default=32,
                         help='understanding view in px (the RecA default)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
     args = parser.parse_args()
     captions, und, gen, kinds = scene_batch(args.num_scenes, args.und_size)
     columns = [(c, p) for c in CONDITIONS for p in ('train', 'held-out')]
@@ -117,11 +123,13 @@ def main():
           + ' |')
     print('|' + '---|' * (len(columns) + 1))
     for checkpoint in [None] + args.checkpoints:
-        model, cfg = load_model(args.config, checkpoint)
+        model, cfg = load_model(args.config, checkpoint,
+                                cfg_options=args.cfg_options)
         instruction = cfg.model.objectives.get('recon', {}).get(
             'generic_instruction', 'Generate an image.')
         result = probe(model.umm, captions, und, gen, kinds, instruction)
-        print(f'| {checkpoint or "pretrained"} | ' + ' | '.join(
+        name = checkpoint or cfg.model.umm.get('pretrained') or 'random init'
+        print(f'| {name} | ' + ' | '.join(
             f'{result[c]:.3f}' for c in columns) + ' |', flush=True)
 
 

@@ -151,7 +151,8 @@ def main():
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     parser.add_argument('--jobs', type=int, default=2,
                         help='runs in parallel, one CPU thread each')
-    parser.add_argument('--out', type=Path, default=Path('work_dirs/toy_study'))
+    parser.add_argument('--out', type=Path,
+                        default=Path('work_dirs/toy_study'))
     parser.add_argument('--against',
                         help='arm (or baseline) for every paired difference; '
                         'default: each arm\'s own (COMPARED_WITH)')

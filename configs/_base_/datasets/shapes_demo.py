@@ -1,5 +1,7 @@
 # Rendered shape scenes (no download): reconstruction plus image-to-text on
 # their dense captions, 1:1; and held-out scenes for evaluation.
+_base_ = ['./geneval_shapes_val.py']
+
 train_dataloader = dict(
     batch_size=8,
     num_workers=0,
@@ -39,18 +41,5 @@ test_dataloader = dict(
 test_evaluator = dict(type='ReconstructionMetric')
 test_cfg = dict(type='TestLoop')
 
-# In-training evaluation: a 24-prompt GenEval-Shapes subset (4 per tag, the
-# first prompts of the full suite), one image each, scored exactly.
-val_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='reca_toolkit.collate_by_source'),
-    dataset=dict(type='GenEvalShapesPrompts', num_prompts=24, suite_seed=0,
-                 num_images=1, seed=0, seed_policy='index'))
-val_evaluator = dict(
-    type='GenEvalMetric',
-    prefix='geneval_shapes',
-    detector=dict(type='PaletteShapeDetector'),
-    color_classifier=dict(type='PaletteColorClassifier'))
-val_cfg = dict(type='ValLoop')
+# In-training evaluation: a 24-prompt GenEval-Shapes subset (4 per tag).
+val_dataloader = dict(dataset=dict(num_prompts=24))

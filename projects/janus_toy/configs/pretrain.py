@@ -1,11 +1,15 @@
-# Pretraining of the tiny Janus that configs/reca/janus_toy.py post-trains:
-# the real transformers Janus classes in a 1.5M-parameter configuration,
-# from random initialisation, on GenEval-Shapes training scenes:
-# text-to-image on SPARSE captions plus image-to-text on DENSE descriptions.
-# See projects/janus_toy/README.md (the model card) for the run that made
-# projects/janus_toy/pretrained.
+# Iteration 1 of the tiny Janus (docs/toy_study.md): the real transformers
+# Janus classes in a 1.35M-parameter configuration, from random
+# initialisation, on GenEval-Shapes training scenes: text-to-image on SPARSE
+# captions plus image-to-text on DENSE descriptions. Its generation never
+# reads the model's understanding embeddings, and RecA fails on it;
+# pretrain_joint.py, which builds on this file, made the shipped
+# projects/janus_toy/pretrained (model card: projects/janus_toy/README.md).
 #   python tools/train.py projects/janus_toy/configs/pretrain.py
-_base_ = ['../../../configs/_base_/default_runtime.py']
+_base_ = [
+    '../../../configs/_base_/datasets/geneval_shapes_val.py',
+    '../../../configs/_base_/default_runtime.py',
+]
 
 max_iters = 4000
 model = dict(
@@ -92,19 +96,7 @@ train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=max_iters,
                  val_begin=1, val_interval=1000)
 
 # A 120-prompt GenEval-Shapes subset (20 per tag) as the learning curve.
-val_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='reca_toolkit.collate_by_source'),
-    dataset=dict(type='GenEvalShapesPrompts', num_prompts=120, suite_seed=0,
-                 num_images=1, seed=0, seed_policy='index'))
-val_evaluator = dict(
-    type='GenEvalMetric',
-    prefix='geneval_shapes',
-    detector=dict(type='PaletteShapeDetector'),
-    color_classifier=dict(type='PaletteColorClassifier'))
-val_cfg = dict(type='ValLoop')
+val_dataloader = dict(dataset=dict(num_prompts=120))
 
 default_hooks = dict(
     logger=dict(interval=50),

@@ -1,8 +1,9 @@
-# Iteration 2 of the toy (docs/toy_study.md): pretraining as in pretrain.py
-# plus image-conditioned generation, so that the generator already reads
-# the model's understanding embeddings before RecA -- as UMMs pretrained on
-# editing or interleaved data do. Its images hold TRAINING pairs only: the
-# held-out pairs still first reach image-conditioned generation in RecA.
+# The shipped tiny Janus, projects/janus_toy/pretrained (iteration 2 of
+# docs/toy_study.md): pretraining as in pretrain.py plus image-conditioned
+# generation, so that the generator already reads the model's understanding
+# embeddings before RecA -- as UMMs pretrained on editing or interleaved data
+# do. Its images hold TRAINING pairs only: the held-out pairs first reach
+# image-conditioned generation in RecA. Model card: projects/janus_toy/README.md
 #   python tools/train.py projects/janus_toy/configs/pretrain_joint.py
 _base_ = ['./pretrain.py']
 

@@ -17,6 +17,7 @@ Janus's processor does, since its tokenizer splits at special tokens -- and
 image placeholders are replaced by the understanding embeddings.
 """
 import copy
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -75,6 +76,16 @@ def load_janus(pretrained, config, dtype, attn_implementation):
     janus_config = JanusConfig(**{'tie_word_embeddings': False, **config})
     return JanusForConditionalGeneration._from_config(
         janus_config, dtype=dtype, attn_implementation=attn_implementation)
+
+
+def publish_permissions(folder):
+    """Give ``folder`` and its files the modes the umask allows, as a plain
+    ``mkdir`` and ``open`` would: ``mkdtemp`` makes them private (0700)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.iterdir():
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 @UMMS.register_module()
@@ -448,6 +459,7 @@ class JanusProUMM(BaseUMM):
                     guidance_scale=self.generator.guidance_scale,
                     generation_kwargs=dict(boi_token_id=self.ids['boi']),
                 ).save_pretrained(tmp)
+            publish_permissions(tmp)
             if out_dir.exists():
                 out_dir.rmdir()
             tmp.rename(out_dir)
