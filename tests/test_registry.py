@@ -64,6 +64,7 @@ CASES = {
         'RecADataPreprocessor': ({}, {}),
         'JanusSigLIPEncoder': ({}, janus_parts),
         'JanusVQTokenizer': ({}, janus_parts),
+        'PatchLookupTokenizer': (dict(grid_size=4), {}),
         'AutoregressiveCodeGenerator': (dict(guidance_scale=3.0),
                                         janus_parts),
         'ReconstructionAlignment': (dict(generic_prob=0.2), {}),
@@ -83,6 +84,8 @@ CASES = {
         'FeatureCache': (None, None),  # needs files: test_perf_cache.py
         'GenEvalPrompts': ({}, {}),
         'GenEvalShapesPrompts': (dict(num_prompts=12), {}),
+        'GenEvalShapesScenes': (dict(num_scenes=4, sparse=dict(
+            color_drop=0.5)), {}),
         'HeldOutImages': (dict(source=shapes()), {}),
         'DPGPrompts': (None, None),  # needs files: test_eval_dpg.py
         'WISEPrompts': (None, None),  # needs the user's files
@@ -102,7 +105,9 @@ CASES = {
         'ImageViews': (dict(und_size=32, gen_size=64), {}),
     },
     'FUNCTIONS': {'collate_by_source': (None, None),
-                  'transformer_layer_wrap_policy': (None, None)},
+                  'transformer_layer_wrap_policy': (None, None),
+                  # built by PatchLookupTokenizer: test_patch_tokenizer.py
+                  'shape_patch_codebook': (None, None)},
     # Need a process group: test_fsdp.py.
     'STRATEGIES': {'RecAFSDPStrategy': (None, None)},
     'RUNNERS': {'RecAFlexibleRunner': (None, None)},
@@ -111,6 +116,8 @@ CASES = {
         'HFExportHook': (dict(out_dir='export'), {}),
         'SkippedImagesHook': ({}, {}),
         'EvalSampleGridHook': (dict(num_images=4), {}),
+        'BeforeAfterValHook': (dict(prefix='geneval_shapes/'), {}),
+        'CollapseMonitorHook': (dict(patience=3), {}),
     },
     'LOOPS': {'ResumableIterBasedTrainLoop': (None, None)},
     'OPTIM_WRAPPER_CONSTRUCTORS': {
