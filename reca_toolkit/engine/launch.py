@@ -3,6 +3,7 @@
 Configs are Python files and are executed when loaded: only run configs
 you trust, as with any MMEngine project.
 """
+import contextlib
 import copy
 import os
 import os.path as osp
@@ -66,6 +67,19 @@ def _cpu_strategy(strategy):
     strategy['model_wrapper'] = wrapper
 
 
+@contextlib.contextmanager
+def distributed(cfg, launcher):
+    """:func:`setup_distributed`, and the process group torn down when the
+    run ends: a group left to interpreter exit can abort a rank ("terminate
+    called without an active exception") after training has finished."""
+    setup_distributed(cfg, launcher)
+    try:
+        yield
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def build_runner(cfg):
     from mmengine.runner import Runner
 
@@ -97,8 +111,8 @@ def train(config, work_dir=None, resume=None, load_from=None, amp=False,
     elif load_from:
         cfg.resume = False
         cfg.load_from = load_from
-    setup_distributed(cfg, launcher)
-    return build_runner(cfg).train()
+    with distributed(cfg, launcher):
+        return build_runner(cfg).train()
 
 
 def test(config=None, checkpoint=None, work_dir=None, cfg_options=None,
@@ -137,12 +151,12 @@ def test(config=None, checkpoint=None, work_dir=None, cfg_options=None,
     cfg.load_from = checkpoint
     cfg.resume = False
     recorded_cfg = copy.deepcopy(cfg)
-    setup_distributed(cfg, launcher)
-    runner = build_runner(cfg)
-    metrics = runner.test()
-    if is_main_process():
-        new = cards.build_card(recorded_cfg, checkpoint, runner, metrics)
-        cards.write_card(new, osp.join(runner.log_dir, 'eval_card.json'))
-        if recorded is not None:
-            cards.compare_metrics(recorded['metrics'], new['metrics'])
+    with distributed(cfg, launcher):
+        runner = build_runner(cfg)
+        metrics = runner.test()
+        if is_main_process():
+            new = cards.build_card(recorded_cfg, checkpoint, runner, metrics)
+            cards.write_card(new, osp.join(runner.log_dir, 'eval_card.json'))
+            if recorded is not None:
+                cards.compare_metrics(recorded['metrics'], new['metrics'])
     return metrics
