@@ -61,6 +61,9 @@ def loader(sampler):
 def train(tmp_path, falls):
     runner = Runner(
         model=Drift(), work_dir=str(tmp_path), default_scope='reca_toolkit',
+        # MMEngine keys its logger and visualizer by experiment name (a
+        # timestamp by default): two runs in one second would share them.
+        experiment_name=tmp_path.name,
         train_dataloader=loader('InfiniteSampler'),
         val_dataloader=loader('DefaultSampler'),
         val_evaluator=Evaluator(Quality(falls)),

@@ -50,11 +50,11 @@ def test_checkpoint_describes_scenes(umm):
     scenes = GenEvalShapesScenes(num_scenes=8, seed=123,
                                  include_held_out=True)
     view = ImageViews(und_size=64)
+    samples = [scenes.raw(i) for i in range(len(scenes))]
     pixels = torch.stack([
-        view(dict(img=Image.fromarray(scenes.raw(i)['img'])))['und_pixels']
-        for i in range(len(scenes))]).float() / 127.5 - 1
-    conversations = [scenes.raw(i)['conversations']
-                     for i in range(len(scenes))]
+        view(dict(img=Image.fromarray(s['img'])))['und_pixels']
+        for s in samples]).float() / 127.5 - 1
+    conversations = [s['conversations'] for s in samples]
     right = umm.understanding_loss(pixels, conversations)
     wrong = umm.understanding_loss(pixels, conversations[1:]
                                    + conversations[:1])

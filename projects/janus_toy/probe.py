@@ -29,7 +29,7 @@ from mmengine.config import DictAction
 from PIL import Image
 
 from reca_toolkit.datasets.geneval_shapes import GenEvalShapesScenes
-from reca_toolkit.datasets.shapes import HELD_OUT_PAIRS, caption
+from reca_toolkit.datasets.shapes import HELD_OUT_PAIRS, caption, render
 from reca_toolkit.datasets.transforms import ImageViews
 from reca_toolkit.engine.inference import load_model
 from reca_toolkit.models.generators.autoregressive import position_ids
@@ -46,7 +46,8 @@ def scene_batch(num_scenes, und_size, gen_size=64):
     captions, und, gen, kinds = [], [], [], []
     for i in range(num_scenes):
         scene = source.scene(i)
-        sample = views(dict(img=Image.fromarray(source.raw(i)['img'])))
+        sample = views(dict(img=Image.fromarray(
+            render(scene, source.canvas_size))))
         captions.append(caption(scene))
         und.append(sample['und_pixels'])
         gen.append(sample['gen_pixels'])

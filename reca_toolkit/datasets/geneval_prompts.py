@@ -13,10 +13,22 @@ GENEVAL_METADATA = (Path(__file__).resolve().parents[1] / 'evaluation' /
                     'prompt_files' / 'geneval_evaluation_metadata.jsonl')
 
 
+class GenEvalRecords(PromptDataset):
+    """Prompts held as GenEval metadata records (``self.records``): one
+    item per record, its ``prompt`` and the record itself as ``metadata``,
+    which ``GenEvalMetric`` scores against."""
+
+    def __len__(self):
+        return len(self.records)
+
+    def item(self, index):
+        record = self.records[index]
+        return dict(prompt=record['prompt'], metadata=record)
+
+
 @DATASETS.register_module()
-class GenEvalPrompts(PromptDataset):
-    """One item per metadata record: ``prompt`` and ``metadata`` (the
-    record itself, which the metric scores against).
+class GenEvalPrompts(GenEvalRecords):
+    """The records of a GenEval metadata file.
 
     Args:
         metadata_file: a GenEval metadata JSON-lines file; None for the
@@ -33,13 +45,6 @@ class GenEvalPrompts(PromptDataset):
                 f'GenEval metadata file {self.metadata_file} does not exist')
         self.records = read_jsonl(self.metadata_file,
                                   required=('tag', 'prompt', 'include'))
-
-    def __len__(self):
-        return len(self.records)
-
-    def item(self, index):
-        record = self.records[index]
-        return dict(prompt=record['prompt'], metadata=record)
 
     def prompt_sha256(self):
         from reca_toolkit.evaluation.scorers.base import file_sha256

@@ -25,7 +25,8 @@ are *not* comparable with GenEval's: nothing here has detector error.
 import json
 import random
 
-from reca_toolkit.datasets.prompts import PromptDataset, sha256_text
+from reca_toolkit.datasets.geneval_prompts import GenEvalRecords
+from reca_toolkit.datasets.prompts import sha256_text
 from reca_toolkit.datasets.shapes import (ALL_PAIRS, HELD_OUT_PAIRS, NUMBERS,
                                           SHAPES, TRAIN_PAIRS, ShapeObject,
                                           ShapeScene, caption, describe,
@@ -142,7 +143,7 @@ def ground_truth_scene(metadata, rng, grid=4, attempts=100,
 
 
 @DATASETS.register_module()
-class GenEvalShapesPrompts(PromptDataset):
+class GenEvalShapesPrompts(GenEvalRecords):
     """The GenEval-Shapes prompt suite, generated in code.
 
     Args:
@@ -162,13 +163,6 @@ class GenEvalShapesPrompts(PromptDataset):
         self.canvas_size = canvas_size
         self.grid = grid
         self.records = make_suite(num_prompts, suite_seed)
-
-    def __len__(self):
-        return len(self.records)
-
-    def item(self, index):
-        record = self.records[index]
-        return dict(prompt=record['prompt'], metadata=record)
 
     def prompt_sha256(self):
         return sha256_text(''.join(json.dumps(r) + '\n'
