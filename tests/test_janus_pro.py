@@ -114,7 +114,7 @@ def check_left_padded(umm, condition, rows, image_embeds=None):
             expected[slots] = image_embeds[i]
         assert torch.equal(condition.embeds[i, pad:], expected)
         content = [False] * (pad + 1) + [True] * (len(row) - 2) + [False]
-        assert condition.content[i].tolist() == content
+        assert condition.extras['content'][i].tolist() == content
 
 
 def test_image_condition_layout(umm):

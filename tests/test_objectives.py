@@ -154,7 +154,7 @@ def conditions_seen(umm, objective, draws, monkeypatch):
     """The condition ``objective`` hands to the generation loss."""
     seen = []
 
-    def spy(condition, gen_pixels):
+    def spy(condition, gen_pixels, draws=None):
         seen.append(condition)
         return dict(loss=torch.zeros(()))
 
@@ -171,7 +171,7 @@ def nulled_rows(umm, condition, plain):
         torch.tensor(umm.ids['pad']))
     rows = []
     for i in range(len(condition)):
-        content = plain.content[i]
+        content = plain.extras['content'][i]
         blank = (condition.embeds[i, content] == pad).all().item()
         keep = torch.equal(condition.embeds[i], plain.embeds[i])
         assert blank != keep

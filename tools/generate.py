@@ -2,12 +2,18 @@
 
     python tools/generate.py CONFIG CHECKPOINT [--prompt TEXT ...]
         [--reconstruct IMAGE ...] --out DIR [--seed N] [--device DEV]
-        [--guidance-scale G] [--temperature T] [--amp]
+        [--guidance-scale G] [--temperature T]
+        [--sampling KEY=VALUE ...] [--amp]
 
-Writes one PNG per sample plus a grid per kind into DIR.
+Writes one PNG per sample plus a grid per kind into DIR. ``--sampling``
+passes any setting of the model's sampler (Harmon: ``num_iter=64
+num_sampling_steps=100 cfg_schedule=constant``; Janus: ``top_k=...``);
+defaults are the config's, which are the authors' settings.
 """
 import argparse
 import os
+
+from mmengine.config import DictAction
 
 
 def parse_args():
@@ -23,6 +29,9 @@ def parse_args():
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--guidance-scale', type=float)
     parser.add_argument('--temperature', type=float)
+    parser.add_argument('--sampling', nargs='+', action=DictAction,
+                        default={}, help="other sampler settings, "
+                        "e.g. num_iter=16 num_sampling_steps=50")
     parser.add_argument('--amp', action='store_true',
                         help='sample under bf16 autocast')
     args = parser.parse_args()
@@ -36,9 +45,9 @@ def main():
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     from reca_toolkit.engine.inference import load_model, write_samples
     model, cfg = load_model(args.config, args.checkpoint, args.device)
-    sampling = {k: v for k, v in dict(
+    sampling = dict(args.sampling, **{k: v for k, v in dict(
         guidance_scale=args.guidance_scale,
-        temperature=args.temperature).items() if v is not None}
+        temperature=args.temperature).items() if v is not None})
     for path in write_samples(model, cfg, args.out, prompts=args.prompt,
                               images=args.reconstruct, seed=args.seed,
                               amp=args.amp, **sampling):

@@ -1,15 +1,18 @@
 """A source's frozen-encoder outputs on disk, read back as a source.
 
-RecA's understanding encoder (SigLIP) and generation tokenizer (the VQ-VAE)
-are frozen, so their outputs for an image never change. Caching them once
-(``tools/misc/cache_features.py``) spares every training step the image
-decoding, SigLIP and the VQ encoder (about 7% of a Janus-Pro-1B step's
-FLOPs), at about 1.2 MB of disk per 384 px image.
+When the frozen parts of a UMM's understanding encoder and generation
+tokenizer never change, neither do their outputs for an image. Caching them
+once (``tools/misc/cache_features.py``) spares every training step the image
+decoding and those encoders (Janus-Pro: SigLIP and the VQ encoder, about 7%
+of a 1B step's FLOPs, at about 1.2 MB of disk per 384 px image; Harmon: the
+KL-16 VAE encoder of both views).
 
 Layout of a cache folder: ``shard-00000.safetensors``, ... each holding
-``und_features`` ``[n, N, D]`` (SigLIP's output, before the trainable
-aligner) and ``gen_targets`` ``[n, T]`` (VQ codes), and ``meta.json``,
-written last, so that a folder without it is an unfinished cache.
+``und_features`` ``[n, ...]`` (``BaseUMM.understanding_features``: SigLIP's
+output before the trainable aligner, or VAE latents) and ``gen_targets``
+``[n, ...]`` (``BaseUMM.generation_targets``: VQ codes, stored as int32, or
+latents), and ``meta.json``, written last, so that a folder without it is
+an unfinished cache. Every sample of a cache has the same shapes.
 """
 import json
 from pathlib import Path
@@ -44,7 +47,9 @@ class FeatureCacheWriter:
 
     def add(self, und_features, gen_targets):
         self.pending['und_features'] += list(und_features.cpu())
-        self.pending['gen_targets'] += list(gen_targets.int().cpu())
+        if not gen_targets.is_floating_point():
+            gen_targets = gen_targets.int()
+        self.pending['gen_targets'] += list(gen_targets.cpu())
         self.num_pending += len(und_features)
         while self.num_pending >= self.shard_size:
             self._write(self.shard_size)

@@ -10,11 +10,9 @@ device's dense bf16 peak. Model FLOPs are counted, not estimated: one
 forward and backward of the same batch on the meta device
 (:mod:`~reca_toolkit.engine.meta_pass`), a multiply-add counted as 2, with
 attention as the memory-efficient kernel computes it and without the
-recomputation of activation checkpointing or chunked cross-entropy. For
-Janus-Pro that is 2 x (frozen SigLIP + VQ encoder forward) + 6 x (LLM and
-generation-head parameters used per token) x tokens + 12 x layers x width x
-tokens^2 x (causal attention counted in full), about 10.5 TFLOP per 384 px
-RecA sample at Janus-Pro-1B (docs/performance.md).
+recomputation of activation checkpointing or chunked cross-entropy.
+docs/performance.md writes the count out per family as a formula (about
+10.5 TFLOP per 384 px RecA sample at Janus-Pro-1B).
 """
 import contextlib
 import copy
@@ -31,7 +29,7 @@ from mmengine.runner import Runner
 from reca_toolkit.engine.meta_pass import llm_token_counter, meta_training_step
 from reca_toolkit.engine.synthetic_data import synthetic_batches
 from reca_toolkit.models.weightless import build_weightless, materialize
-from reca_toolkit.registry import MODELS
+from reca_toolkit.registry import MODELS, UMMS
 
 # Dense (no sparsity) bf16 tensor-core peaks from the vendor datasheets, in
 # TFLOP/s, matched in order against torch.cuda.get_device_name().
@@ -42,9 +40,8 @@ BF16_PEAK_TFLOPS = (
     ('H100 PCIe', 756.0),
     ('A100', 312.0),
 )
-# What --compare times against: no fused kernels, all logits at once.
-NAIVE_UMM = dict(attn_implementation='eager', ce_chunk_size=None,
-                 compile_layers=False)
+# What --compare times against: no fused optimizer kernels, and the UMM's
+# own naive switches (``BaseUMM.naive_switches``).
 NAIVE_OPTIMIZER = dict(fused=False, foreach=False)
 
 
@@ -71,15 +68,14 @@ def peak_tflops(device):
 def model_flops(model_cfg, batch):
     """Model FLOPs of one training step on ``batch`` (module docstring)."""
     counted = copy.deepcopy(model_cfg)
-    counted['umm'].update(gradient_checkpointing=False, ce_chunk_size=None,
-                          compile_layers=False)
+    counted['umm'].update(UMMS.get(counted['umm']['type']).uncounted_switches)
     return meta_training_step(build_weightless(counted), batch)
 
 
 def naive_cfg(cfg):
-    """``cfg`` with every speed switch off (:data:`NAIVE_UMM`)."""
+    """``cfg`` with every speed switch off."""
     cfg = copy.deepcopy(cfg)
-    cfg.model.umm.update(NAIVE_UMM)
+    cfg.model.umm.update(UMMS.get(cfg.model.umm.type).naive_switches)
     cfg.optim_wrapper.optimizer.update(NAIVE_OPTIMIZER)
     return cfg
 

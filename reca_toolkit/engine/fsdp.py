@@ -33,19 +33,19 @@ from mmengine.optim import OptimWrapperDict
 from mmengine.runner._flexible_runner import FlexibleRunner
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
+from reca_toolkit.models.umm.base import is_block
 from reca_toolkit.registry import FUNCTIONS, RUNNERS, STRATEGIES
 
 
 @FUNCTIONS.register_module()
 def transformer_layer_wrap_policy(module, recurse, nonwrapped_numel):
-    """FSDP auto-wrap policy: one FSDP unit per transformer block (every
-    Hugging Face layer that supports gradient checkpointing), so that only
-    one block's parameters are gathered at a time.
+    """FSDP auto-wrap policy: one FSDP unit per block the UMM declares
+    (``BaseUMM.blocks``: transformers layers, timm blocks, a family's own),
+    so that only one block's parameters are gathered at a time.
 
     Config: ``auto_wrap_policy='reca_toolkit.transformer_layer_wrap_policy'``.
     """
-    from transformers.modeling_layers import GradientCheckpointingLayer
-    return recurse or isinstance(module, GradientCheckpointingLayer)
+    return recurse or is_block(module)
 
 
 def clip_sharded_grad_norm(model, params, max_norm, norm_type=2.0):

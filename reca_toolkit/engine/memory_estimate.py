@@ -98,7 +98,6 @@ def _fsdp_plan(cfg, model):
     if not strategy or not issubclass(STRATEGIES.get(strategy['type']),
                                       FSDPStrategy):
         return None
-    from transformers.modeling_layers import GradientCheckpointingLayer
     wrapper = strategy.get('model_wrapper') or {}
     modules = dict(model.named_modules())
     ignored = []
@@ -107,9 +106,7 @@ def _fsdp_plan(cfg, model):
             raise ValueError(f"strategy.model_wrapper.ignored_modules: "
                              f"the model has no module '{name}'")
         ignored += list(modules[name].parameters())
-    layers = [m for m in model.modules()
-              if isinstance(m, GradientCheckpointingLayer)] \
-        if wrapper.get('auto_wrap_policy') else []
+    layers = model.umm.blocks() if wrapper.get('auto_wrap_policy') else []
     return dict(ignored=_unique(ignored), layers=layers,
                 cpu_offload=bool(wrapper.get('cpu_offload')))
 

@@ -96,8 +96,8 @@ class SavedTensors:
 
 
 def llm_token_counter(model):
-    """Counts the positions the LLM processes; returns the count dict and
-    the hook handle."""
+    """Counts the positions the UMM's backbone processes; returns the count
+    dict and the hook handle."""
     tokens = dict(count=0)
 
     def hook(module, args, kwargs):
@@ -105,7 +105,7 @@ def llm_token_counter(model):
         if embeds is not None:
             tokens['count'] += embeds.shape[0] * embeds.shape[1]
 
-    handle = model.umm.language_model.register_forward_pre_hook(
+    handle = model.umm.backbone.register_forward_pre_hook(
         hook, with_kwargs=True)
     return tokens, handle
 

@@ -19,8 +19,10 @@ def is_no_decay(module, name):
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class DecayGroupsOptimWrapperConstructor:
-    """Two groups: weight decay on matrices, none on norms, biases and
-    embedding tables; frozen parameters are not given to the optimizer.
+    """Two groups: weight decay on matrices, none on norms, biases,
+    embedding tables and the modules the UMM exempts
+    (``BaseUMM.no_decay_modules``: Harmon's diffusion head); frozen
+    parameters are not given to the optimizer.
 
     MMEngine's default constructor puts frozen parameters in the optimizer
     too and does not recognise RMSNorm; this one does what the RecA authors'
@@ -39,13 +41,15 @@ class DecayGroupsOptimWrapperConstructor:
         wrapper_cfg = dict(self.optim_wrapper_cfg)
         optimizer_cfg = dict(wrapper_cfg.pop('optimizer'))
         weight_decay = optimizer_cfg.pop('weight_decay', 0.0)
+        exempt = {id(p) for m in model.umm.no_decay_modules()
+                  for p in m.parameters()}
         decay, no_decay, seen = [], [], set()
         for module in model.modules():
             for name, param in module.named_parameters(recurse=False):
                 if param.requires_grad and id(param) not in seen:
                     seen.add(id(param))
-                    (no_decay if is_no_decay(module, name) else
-                     decay).append(param)
+                    (no_decay if id(param) in exempt
+                     or is_no_decay(module, name) else decay).append(param)
         optimizer_cfg['params'] = [
             dict(params=decay, weight_decay=weight_decay),
             dict(params=no_decay, weight_decay=0.0)
@@ -54,7 +58,8 @@ class DecayGroupsOptimWrapperConstructor:
         print_log(
             f'optimizer: {count(decay):,} parameters with weight decay '
             f'{weight_decay}, {count(no_decay):,} without (norms, biases, '
-            'embeddings); frozen parameters are not optimised',
+            'embeddings, modules the UMM exempts); frozen parameters are not '
+            'optimised',
             logger='current')
         optimizer = OPTIMIZERS.build(optimizer_cfg)
         return OPTIM_WRAPPERS.build(wrapper_cfg,

@@ -24,7 +24,6 @@ from reca_toolkit.evaluation.scorers.base import file_sha256, package_version
 from reca_toolkit.version import __version__
 
 CARD_VERSION = 1
-SCALARS = (int, float, str, bool, type(None))
 
 
 def checkpoint_info(path):
@@ -44,24 +43,12 @@ def weights_info(folder):
 
 
 def sampling_settings(model):
-    """The generator's public scalar settings (guidance scale, temperature,
-    top-k, steps, ...), read from the built model so that nothing a config
-    left at a default goes unrecorded."""
+    """What the UMM generates with (``BaseUMM.sampling_settings``: guidance
+    scale, temperature, steps, ...), read from the built model so that
+    nothing a config left at a default goes unrecorded."""
     model = model.module if is_model_wrapper(model) else model
     umm = getattr(model, 'umm', None)
-    generator = getattr(umm, 'generator', None)
-    if generator is None:
-        return {}
-    settings = dict(generator=type(generator).__name__)
-    for key, value in vars(generator).items():
-        if not key.startswith('_') and key != 'training' and (
-                isinstance(value, SCALARS) or isinstance(value, (list, tuple))
-                and all(isinstance(v, SCALARS) for v in value)):
-            settings[key] = value
-    tokens = getattr(getattr(umm, 'gen_tokenizer', None), 'num_tokens', None)
-    if tokens is not None:
-        settings['image_tokens'] = tokens
-    return settings
+    return umm.sampling_settings() if umm is not None else {}
 
 
 def _card_infos(objects):

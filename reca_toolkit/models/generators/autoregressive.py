@@ -9,12 +9,8 @@ import torch
 from torch import nn
 
 from reca_toolkit.models.losses import head_cross_entropy
+from reca_toolkit.models.umm.base import Condition, run_backbone
 from reca_toolkit.registry import GENERATORS
-
-
-def position_ids(mask):
-    """Positions that skip left padding: 0 at each row's first real token."""
-    return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 @GENERATORS.register_module()
@@ -43,31 +39,19 @@ class AutoregressiveCodeGenerator(nn.Module):
     def embed(self, codes, dtype):
         return self.code_aligner(self.code_embeddings(codes)).to(dtype)
 
-    def training_sequence(self, condition, codes):
-        """Prompt followed by the teacher-forced codes.
-
-        Returns ``(embeds, mask, first)``: the hidden state at position
-        ``first + i`` predicts ``codes[:, i]``. The prompt ends with the
-        begin-of-image token, whose state predicts the first code.
-        """
-        embeds = torch.cat(
-            [condition.embeds,
-             self.embed(codes[:, :-1], condition.embeds.dtype)], dim=1)
-        mask = torch.cat([condition.mask, condition.mask.new_ones(
-            codes.shape[0], codes.shape[1] - 1)], dim=1)
-        return embeds, mask, condition.embeds.shape[1] - 1
-
     def loss(self, llm, condition, codes, chunk_size=None):
         """Teacher-forced cross-entropy, with ``chunk_size`` positions' logits
         at a time (:func:`~reca_toolkit.models.losses.head_cross_entropy`).
+
+        The prompt ends with the begin-of-image token, whose state predicts
+        the first code; the state of code ``i`` predicts code ``i + 1``.
         """
-        embeds, mask, first = self.training_sequence(condition, codes)
-        hidden = llm(inputs_embeds=embeds, attention_mask=mask,
-                     position_ids=position_ids(mask),
-                     use_cache=False).last_hidden_state
+        tail = self.embed(codes[:, :-1], condition.embeds.dtype)
+        hidden = run_backbone(llm, condition, tail,
+                              use_cache=False).last_hidden_state
         # Only code positions reach the head: prompt and understanding
         # positions never enter the loss.
-        hidden = hidden[:, first:first + codes.shape[1]]
+        hidden = hidden[:, -codes.shape[1]:]
         loss, acc = head_cross_entropy(hidden, self.head, codes, chunk_size)
         return dict(loss=loss, acc=acc)
 
@@ -77,8 +61,8 @@ class AutoregressiveCodeGenerator(nn.Module):
                generator=None):
         """Sample ``num_tokens`` codes per row of ``condition``.
 
-        Conditional and unconditional rows run as one batch of 2B through a
-        shared KV cache.
+        Conditional and unconditional rows (of any lengths) run as one batch
+        of 2B through a shared KV cache.
         """
         scale = self.guidance_scale if guidance_scale is None \
             else guidance_scale
@@ -86,17 +70,14 @@ class AutoregressiveCodeGenerator(nn.Module):
             else temperature
         top_k = self.top_k if top_k is None else top_k
         guided = scale != 1
-        embeds, mask = condition.embeds, condition.mask
-        if guided:
-            embeds = torch.cat([embeds, null_condition.embeds])
-            mask = torch.cat([mask, null_condition.mask])
+        rows = Condition.cat([condition, null_condition]) if guided \
+            else condition
         batch = len(condition)
         codes = torch.empty(batch, num_tokens, dtype=torch.long,
-                            device=embeds.device)
-        positions = position_ids(mask)
-        out = llm(inputs_embeds=embeds, attention_mask=mask,
-                  position_ids=positions, use_cache=True)
-        next_position = positions[:, -1:] + 1
+                            device=rows.embeds.device)
+        out = run_backbone(llm, rows, use_cache=True)
+        mask = rows.mask
+        next_position = rows.position_ids[:, -1:] + 1
         for i in range(num_tokens):
             logits = self.head(out.last_hidden_state[:, -1]).float()
             if guided:
@@ -105,13 +86,13 @@ class AutoregressiveCodeGenerator(nn.Module):
             codes[:, i] = self._pick(logits, temperature, top_k, generator)
             if i == num_tokens - 1:
                 break
-            step = self.embed(codes[:, i:i + 1], embeds.dtype)
+            step = self.embed(codes[:, i:i + 1], rows.embeds.dtype)
             if guided:
                 step = torch.cat([step, step])
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
             out = llm(inputs_embeds=step, attention_mask=mask,
-                      position_ids=next_position,
-                      past_key_values=out.past_key_values, use_cache=True)
+                      position_ids=next_position, cache=out.cache,
+                      use_cache=True)
             next_position = next_position + 1
         return codes
 

@@ -28,6 +28,14 @@ class Objective(nn.Module):
     def rng(self, draw):
         return random.Random(f'{type(self).__name__}:{self.seed}:{int(draw)}')
 
+    def generation_seeds(self, draws):
+        """One seed per sample for the UMM's own random choices in
+        ``generation_loss`` (mask ratios, orders, timesteps, noise), apart
+        from the stream that picks instructions and dropout."""
+        return [random.Random(f'{type(self).__name__}:{self.seed}:'
+                              f'{int(d)}:generation').getrandbits(63)
+                for d in draws]
+
     def loss(self, umm, batch):
         """Return a dict with ``loss`` and any scalars worth logging."""
         raise NotImplementedError

@@ -1,8 +1,5 @@
 """Text-to-image: the model's generation objective on captioned images."""
-import torch
-
 from reca_toolkit.models.objectives.base import Objective
-from reca_toolkit.models.umm.base import Condition
 from reca_toolkit.registry import OBJECTIVES
 
 
@@ -12,7 +9,8 @@ class TextToImage(Objective):
 
     Args:
         null_prob: share of samples whose prompt is replaced by the model's
-            classifier-free "null" prompt, which is what lets classifier-free
+            classifier-free "null" prompt (``null_condition``: the family's
+            own form and length), which is what lets classifier-free
             guidance work at sampling time.
     """
 
@@ -24,10 +22,8 @@ class TextToImage(Objective):
         condition = umm.text_condition(batch['caption'])
         drop = [self.rng(d).random() < self.null_prob for d in batch['draw']]
         if any(drop):
-            null = umm.null_condition(condition)
-            rows = torch.tensor(drop, device=condition.embeds.device)
-            condition = Condition(
-                torch.where(rows[:, None, None], null.embeds,
-                            condition.embeds), condition.mask,
-                condition.content)
-        return umm.generation_loss(condition, batch['gen_pixels'])
+            condition = condition.with_null(umm.null_condition(condition),
+                                            drop)
+        return umm.generation_loss(
+            condition, batch['gen_pixels'],
+            draws=self.generation_seeds(batch['draw']))

@@ -3,51 +3,212 @@
 An adapter owns one loaded unified multimodal model and exposes it in the
 terms the objectives need. RecA, image-to-text and text-to-image are written
 once against this class (``models/objectives``); a new model family is a new
-subclass plus the components it registers.
+subclass plus the components it registers. What the engine needs to know
+about a model (which module's positions are its tokens, which modules are
+its repeated blocks, which parameters take no weight decay, which switches
+make it slow) the adapter declares here too, so the engine has no
+per-family code.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from mmengine.logging import print_log
 from torch import nn
 
+from reca_toolkit.models.lora import add_lora
+
+
+def position_ids(mask):
+    """Positions that skip padding: 0 at each row's first real token."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
 
 @dataclass
 class Condition:
-    """A batch of generation prompts in the LLM's input space.
+    """A batch of generation prompts in the backbone's input space.
 
-    Rows are left-padded so that every prompt ends at the last position,
-    where generation starts.
+    Rows are left-padded, so every prompt ends at the last position, where
+    generation starts; conditions of different lengths (a prompt and a
+    family's shorter "null" prompt) concatenate with :meth:`cat`.
 
     Attributes:
         embeds: ``[B, L, D]`` prompt embeddings.
         mask: ``[B, L]`` 1 for real positions, 0 for padding.
-        content: ``[B, L]`` bool, the positions a classifier-free "null"
-            prompt blanks out (everything the prompt says, not its frame).
+        positions: ``[B, L]`` position ids, or None for consecutive ones
+            over the real positions (:func:`position_ids`). Families that
+            give a whole image one rotary position (BAGEL) set them.
+        blocks: ``[B, L]`` int or None: positions sharing a value ``k > 0``
+            attend to each other in both directions (Show-o's CLIP block,
+            BAGEL's ViT split); 0 is causal.
+            :func:`attention_bias` turns mask and blocks into the additive
+            mask a backbone takes.
+        extras: adapter-private ``[B, L, ...]`` tensors that travel with the
+            rows (Janus: which positions its null prompt blanks).
     """
     embeds: torch.Tensor
     mask: torch.Tensor
-    content: torch.Tensor
+    positions: torch.Tensor = None
+    blocks: torch.Tensor = None
+    extras: dict = field(default_factory=dict)
 
     def __len__(self):
         return self.embeds.shape[0]
+
+    @property
+    def position_ids(self):
+        return position_ids(self.mask) if self.positions is None \
+            else self.positions
+
+    def take(self, rows):
+        """The condition of ``rows`` (a list or tensor of row indices)."""
+        rows = torch.as_tensor(rows, device=self.embeds.device)
+        pick = lambda t: None if t is None else t[rows]  # noqa: E731
+        return Condition(
+            self.embeds[rows], self.mask[rows], pick(self.positions),
+            pick(self.blocks), {k: v[rows] for k, v in self.extras.items()})
+
+    @staticmethod
+    def cat(conditions):
+        """Rows of every condition, left-padded to the longest."""
+        length = max(c.embeds.shape[1] for c in conditions)
+
+        def pad(tensors):
+            return torch.cat([
+                torch.nn.functional.pad(
+                    t, (0, 0) * (t.ndim - 2) + (length - t.shape[1], 0))
+                for t in tensors])
+
+        def optional(name):
+            if all(getattr(c, name) is None for c in conditions):
+                return None
+            return pad([c.position_ids if name == 'positions' else
+                        getattr(c, name) if getattr(c, name) is not None else
+                        torch.zeros_like(c.mask) for c in conditions])
+
+        keys = set(conditions[0].extras)
+        if any(set(c.extras) != keys for c in conditions):
+            raise ValueError('conditions to concatenate carry different '
+                             f'extras: {[sorted(c.extras) for c in conditions]}')
+        return Condition(
+            pad([c.embeds for c in conditions]),
+            pad([c.mask for c in conditions]), optional('positions'),
+            optional('blocks'),
+            {k: pad([c.extras[k] for c in conditions]) for k in keys})
+
+    def with_null(self, null, rows):
+        """This condition with ``rows`` (bool per row) replaced by ``null``'s
+        rows, whatever its length."""
+        rows = torch.as_tensor(rows, dtype=torch.bool)
+        both = Condition.cat([self, null])
+        index = torch.arange(len(self)) + rows.long() * len(self)
+        return both.take(index)
+
+
+def attention_bias(mask, blocks, dtype):
+    """``[B, 1, L, L]`` additive attention mask: causal, padding hidden,
+    and full attention within each block of equal ``blocks`` value > 0.
+
+    Float, not bool: transformers' eager attention ignores bool 4-D masks.
+    """
+    length = mask.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool,
+                        device=mask.device).tril()
+    same_block = (blocks[:, :, None] == blocks[:, None, :]) & \
+        (blocks[:, :, None] > 0)
+    allowed = (causal | same_block) & mask.bool()[:, None, :]
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=mask.device)
+    return bias.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
+
+
+def run_backbone(backbone, condition, tail=None, **kwargs):
+    """``backbone`` over ``condition`` followed by ``tail`` (``[B, T, D]``
+    generation-side embeddings, causal after the prompt, at the positions
+    after it). Returns the backbone's output."""
+    embeds, mask = condition.embeds, condition.mask
+    positions, blocks = condition.position_ids, condition.blocks
+    if tail is not None:
+        count = tail.shape[1]
+        embeds = torch.cat([embeds, tail.to(embeds.dtype)], dim=1)
+        mask = torch.cat([mask, mask.new_ones(len(mask), count)], dim=1)
+        positions = torch.cat([positions, positions[:, -1:] + 1 + torch.arange(
+            count, device=positions.device)], dim=1)
+        if blocks is not None:
+            blocks = torch.cat([blocks, blocks.new_zeros(len(mask), count)],
+                               dim=1)
+    attention = mask if blocks is None else \
+        attention_bias(mask, blocks, embeds.dtype)
+    return backbone(inputs_embeds=embeds, attention_mask=attention,
+                    position_ids=positions, **kwargs)
 
 
 class BaseUMM(nn.Module):
     """What an adapter implements. Pixels are ``[B, 3, H, W]`` in [-1, 1].
 
     Subclasses list their parts in :meth:`parts` (name -> module, the names a
-    user writes in ``frozen=``); :meth:`apply_freeze` then freezes them, keeps
-    frozen parts in eval mode and logs a table of parameter counts.
+    user writes in ``frozen=``) and end their ``__init__`` with
+    :meth:`setup_training`, which applies the machinery every family shares:
+    freezing, the trainable dtype, LoRA, activation checkpointing and
+    ``torch.compile`` of the repeated blocks.
+
+    Class attributes the engine reads:
+        naive_switches: constructor arguments that turn every speed switch
+            off, for ``tools/benchmark.py --compare``.
+        uncounted_switches: arguments that remove recomputation (activation
+            checkpointing, chunked losses), which model FLOPs leave out.
+        lora_part: the part LoRA adapters go into.
     """
+    naive_switches = dict(attn_implementation='eager', compile_layers=False)
+    uncounted_switches = dict(gradient_checkpointing=False,
+                              compile_layers=False)
+    lora_part = 'language_model'
 
     def parts(self):
         """Name -> module for every part a user may freeze or train."""
         raise NotImplementedError
 
+    @property
+    def backbone(self):
+        """The transformer whose input positions are a step's tokens (the
+        benchmark's tokens/s and the FLOP formulas count them)."""
+        return self.parts()[self.lora_part]
+
+    def blocks(self):
+        """The repeated blocks: FSDP wraps one unit per block and
+        ``compile_layers`` compiles each. By default every transformers
+        layer and timm ``Block`` of the model; :meth:`setup_training` marks
+        them for the FSDP wrap policy (:func:`is_block`)."""
+        from timm.models.vision_transformer import Block
+        from transformers.modeling_layers import GradientCheckpointingLayer
+        return [m for m in self.modules()
+                if isinstance(m, (GradientCheckpointingLayer, Block))]
+
+    def no_decay_modules(self):
+        """Modules none of whose parameters take weight decay, besides the
+        norms, biases and embeddings the optimizer constructor always
+        exempts (Harmon exempts its diffusion head)."""
+        return []
+
+    def sampling_settings(self):
+        """What generation ran with, for evaluation cards: the generator's
+        public scalar settings."""
+        generator = getattr(self, 'generator', None)
+        if generator is None:
+            return {}
+        scalars = (bool, int, float, str, type(None))
+        settings = dict(generator=type(generator).__name__)
+        for key, value in vars(generator).items():
+            if not key.startswith('_') and key != 'training' and (
+                    isinstance(value, scalars)
+                    or isinstance(value, (list, tuple))
+                    and all(isinstance(v, scalars) for v in value)):
+                settings[key] = value
+        return settings
+
+    # the interface -----------------------------------------------------------
     def encode_understanding(self, und_pixels=None, und_features=None):
-        """Pixels -> ``[B, N, D]`` dense prompt, in the LLM's input space;
-        or the same from cached :meth:`understanding_features`."""
+        """Pixels -> ``[B, N, D]`` dense prompt, in the backbone's input
+        space, with the family's gradient policy; or the same from cached
+        :meth:`understanding_features`."""
         raise NotImplementedError
 
     def understanding_features(self, und_pixels):
@@ -61,20 +222,29 @@ class BaseUMM(nn.Module):
         raise NotImplementedError
 
     def image_condition(self, und_embeds, instructions):
-        """Chat-template understanding embeddings plus an instruction."""
+        """Chat-template understanding embeddings plus an instruction; a
+        None instruction is the family's generic one."""
         raise NotImplementedError
 
     def text_condition(self, prompts):
-        """Chat-template text prompts."""
+        """Chat-template text prompts; a None prompt is the family's
+        classifier-free "null" prompt."""
         raise NotImplementedError
 
     def null_condition(self, condition):
-        """The classifier-free "unconditional" version of ``condition``."""
-        raise NotImplementedError
+        """The classifier-free "unconditional" rows for ``condition``: by
+        default the family's null text prompt, of its own length."""
+        return self.text_condition([None] * len(condition))
 
-    def generation_loss(self, condition, gen_pixels=None, gen_targets=None):
+    def generation_loss(self, condition, gen_pixels=None, gen_targets=None,
+                        draws=None):
         """The model's native generation objective on ``gen_pixels`` or on
-        cached :meth:`generation_targets`; dict of tensors."""
+        cached :meth:`generation_targets`; dict of tensors.
+
+        ``draws``: one integer seed per sample. Every random choice of the
+        objective (mask ratio, order, timestep, noise) comes from it, so a
+        sample's loss is the same at any world size and after a resume.
+        """
         raise NotImplementedError
 
     def understanding_loss(self, und_pixels, conversations):
@@ -90,7 +260,8 @@ class BaseUMM(nn.Module):
         raise NotImplementedError
 
     def save_pretrained(self, out_dir):
-        """Write the model in its native Hugging Face layout."""
+        """Write the model in its native layout; the folder appears complete
+        or not at all."""
         raise NotImplementedError
 
     def reconstruct(self, und_pixels, instruction, generator=None,
@@ -101,7 +272,55 @@ class BaseUMM(nn.Module):
                                          [instruction] * len(und_pixels))
         return self.generate(condition, generator=generator, **sampling)
 
-    # freeze policy ------------------------------------------------------------
+    # shared training machinery -------------------------------------------------
+    def setup_training(self, frozen, trainable_dtype='float32', lora=None,
+                       gradient_checkpointing=False, compile_layers=False):
+        """Freeze ``frozen``; cast trainable parts to ``trainable_dtype``
+        (float32 keeps AdamW's small updates from vanishing in bfloat16
+        weights, while autocast still computes in bfloat16); put LoRA
+        adapters (a ``peft.LoraConfig`` dict) into :attr:`lora_part`, whose
+        own weights then stay frozen; checkpoint and compile the blocks.
+
+        ``compile_layers``: True or ``torch.compile`` arguments. Each block
+        is compiled once and its code reused by its twins; compiling the
+        whole step would trace tokenization and Python control flow.
+        """
+        if lora is not None and self.lora_part in frozen:
+            raise ValueError(f'lora= trains adapters on the {self.lora_part}'
+                             f"; remove '{self.lora_part}' from frozen=")
+        trainable_dtype = getattr(torch, trainable_dtype)
+        self.lora = lora
+        if lora is not None:
+            add_lora(self.parts()[self.lora_part], lora, trainable_dtype)
+        for name, module in self.parts().items():
+            if name not in frozen and not (lora and name == self.lora_part):
+                module.to(trainable_dtype)
+        self.apply_freeze(frozen)
+        for block in self.blocks():
+            block.is_umm_block = True
+        if gradient_checkpointing:
+            self.enable_checkpointing()
+        if compile_layers:
+            options = {} if compile_layers is True else dict(compile_layers)
+            for block in self.blocks():
+                block.compile(**options)
+
+    def enable_checkpointing(self):
+        """Activation checkpointing of every trainable part that supports
+        it: transformers models through their own switch, other modules
+        (MAR) through their ``grad_checkpointing`` attribute."""
+        from transformers import PreTrainedModel
+        for name, module in self.parts().items():
+            if self.is_frozen(name):
+                continue
+            if isinstance(module, PreTrainedModel):
+                if module.supports_gradient_checkpointing:
+                    module.activation_checkpointing_enable(
+                        activation_checkpointing_kwargs=dict(
+                            use_reentrant=False))
+            elif hasattr(module, 'grad_checkpointing'):
+                module.grad_checkpointing = True
+
     def apply_freeze(self, frozen):
         parts = self.parts()
         unknown = sorted(set(frozen) - set(parts))
@@ -141,3 +360,34 @@ class BaseUMM(nn.Module):
                  for r in rows]
         lines.insert(1, '-' * len(lines[0]))
         return f'{type(self).__name__} parameters\n' + '\n'.join(lines)
+
+
+def is_block(module):
+    """Whether ``module`` is one of a UMM's declared blocks."""
+    return getattr(module, 'is_umm_block', False)
+
+
+def scale_gradient(tensor, scale):
+    """``tensor`` in the forward; its gradient times ``scale`` in the
+    backward. Harmon trains its understanding path at a tenth of the
+    gradient of the generation path this way, rather than detaching it."""
+    if scale == 1:
+        return tensor
+    return _ScaleGradient.apply(tensor, scale)
+
+
+class _ScaleGradient(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, tensor, scale):
+        ctx.scale = scale
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.scale, None
+
+
+__all__ = ['BaseUMM', 'Condition', 'attention_bias', 'is_block',
+           'position_ids',
+           'run_backbone', 'scale_gradient']

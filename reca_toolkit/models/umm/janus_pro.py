@@ -26,12 +26,11 @@ import torch
 from mmengine.logging import print_log
 
 from reca_toolkit.models.builder import build_component
-from reca_toolkit.models.generators.autoregressive import position_ids
 from reca_toolkit.models.local_weights import check_hf_folder
-from reca_toolkit.models.lora import add_lora, merged_state_dict
+from reca_toolkit.models.lora import merged_state_dict
 from reca_toolkit.models.losses import head_cross_entropy
-from reca_toolkit.models.tokenizers import JANUS_SPECIAL_TOKENS
-from reca_toolkit.models.umm.base import BaseUMM, Condition
+from reca_toolkit.models.tokenizers import demo_tokenizer
+from reca_toolkit.models.umm.base import BaseUMM, Condition, run_backbone
 from reca_toolkit.models.umm.janus_architectures import \
     JANUS_PRO_ARCHITECTURES
 from reca_toolkit.registry import ENCODERS, GENERATORS, TOKENIZERS, UMMS
@@ -46,6 +45,12 @@ JANUS_WEIGHTS_HINT = (
     'download deepseek-community/Janus-Pro-1B --local-dir '
     'checkpoints/Janus-Pro-1B`, and copy the folder here; reca_toolkit never '
     'downloads.')
+# Janus's own special tokens. The tokenizer built in code gives them ids 0..5
+# so that a tiny JanusConfig can set ``image_token_id=3``.
+JANUS_SPECIAL_TOKENS = ('<｜begin▁of▁sentence｜>', '<｜end▁of▁sentence｜>',
+                        '<｜▁pad▁｜>', '<image_placeholder>',
+                        '<begin_of_image>', '<end_of_image>')
+GENERIC_INSTRUCTION = 'Generate an image.'
 # Files a Janus processor needs besides the weights; carried over on export.
 PROCESSOR_FILES = ('tokenizer.json', 'tokenizer_config.json',
                    'special_tokens_map.json', 'preprocessor_config.json',
@@ -88,6 +93,19 @@ def publish_permissions(folder):
         path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
+@TOKENIZERS.register_module(name='JanusDemoTokenizer')
+def janus_demo_tokenizer(vocab_size=1024):
+    """A byte-level BPE with Janus's special tokens, trained in code on
+    Janus's chat template (:func:`~reca_toolkit.models.tokenizers.
+    demo_tokenizer`), for tiny models."""
+    bos, eos, pad, image, boi, eoi = JANUS_SPECIAL_TOKENS
+    return demo_tokenizer(
+        JANUS_SPECIAL_TOKENS, ['<|User|>: ', '\n\n<|Assistant|>:'],
+        vocab_size, bos_token=bos, eos_token=eos, pad_token=pad,
+        extra_special_tokens=dict(image_token=image, boi_token=boi,
+                                  eoi_token=eoi))
+
+
 @UMMS.register_module()
 class JanusProUMM(BaseUMM):
     """Janus-Pro behind the UMM interface.
@@ -125,6 +143,8 @@ class JanusProUMM(BaseUMM):
         system_prompt: Janus's understanding system prompt ('' for none).
         max_length: image-to-text sequences are cut to this many tokens.
     """
+    naive_switches = dict(BaseUMM.naive_switches, ce_chunk_size=None)
+    uncounted_switches = dict(BaseUMM.uncounted_switches, ce_chunk_size=None)
 
     def __init__(self,
                  pretrained=None,
@@ -144,9 +164,6 @@ class JanusProUMM(BaseUMM):
                  system_prompt=JANUS_SYSTEM_PROMPT,
                  max_length=2048):
         super().__init__()
-        if lora is not None and 'language_model' in frozen:
-            raise ValueError('lora= trains adapters on the language_model; '
-                             "remove 'language_model' from frozen=")
         janus = load_janus(pretrained, config, getattr(torch, weights_dtype),
                            attn_implementation)
         # The Hugging Face model is kept for export but not registered as a
@@ -158,7 +175,6 @@ class JanusProUMM(BaseUMM):
         self.system_prompt = system_prompt
         self.max_length = max_length
         self.ce_chunk_size = ce_chunk_size
-        self.lora = lora
         self.tokenizer = (TOKENIZERS.build(tokenizer) if tokenizer is not None
                           else TOKENIZERS.build(dict(type='HFTokenizer',
                                                      path=pretrained)))
@@ -183,20 +199,8 @@ class JanusProUMM(BaseUMM):
         self.language_model = inner.language_model
         self.lm_head = janus.lm_head
         self.ids = self._special_ids(janus.config)
-        trainable_dtype = getattr(torch, trainable_dtype)
-        if lora is not None:
-            add_lora(self.language_model, lora, trainable_dtype)
-        for name, module in self.parts().items():
-            if name not in frozen and not (lora and name == 'language_model'):
-                module.to(trainable_dtype)
-        if gradient_checkpointing:
-            self.language_model.activation_checkpointing_enable(
-                activation_checkpointing_kwargs=dict(use_reentrant=False))
-        if compile_layers:
-            options = {} if compile_layers is True else dict(compile_layers)
-            for layer in self.language_model.layers:
-                layer.compile(**options)
-        self.apply_freeze(frozen)
+        self.setup_training(frozen, trainable_dtype, lora,
+                            gradient_checkpointing, compile_layers)
 
     @staticmethod
     def weightless_config(cfg):
@@ -254,6 +258,10 @@ class JanusProUMM(BaseUMM):
             generation_head=inner.generation_head,
             language_model=inner.language_model,
             lm_head=self.hf_model.lm_head)
+
+    def sampling_settings(self):
+        return dict(super().sampling_settings(),
+                    image_tokens=self.gen_tokenizer.num_tokens)
 
     def _special_ids(self, config):
         tok = self.tokenizer
@@ -316,31 +324,47 @@ class JanusProUMM(BaseUMM):
         content = mask.bool()
         content[:, -1] = False
         content[torch.arange(len(rows)), mask.shape[1] - mask.sum(1)] = False
-        return Condition(self._embed(ids, image_embeds), mask, content)
+        return Condition(self._embed(ids, image_embeds), mask,
+                         extras=dict(content=content))
 
     def image_condition(self, und_embeds, instructions):
         """``<|User|>: <boi>[N embeddings]<eoi>\\n{instruction}\\n\\n
-        <|Assistant|>:<boi>``."""
+        <|Assistant|>:<boi>``; a None instruction is "Generate an image.".
+        """
         head = self._text('<|User|>: ') + self._image_slots(und_embeds.shape[1])
-        rows = [[self.ids['bos']] + head +
-                self._text(f'\n{text}\n\n<|Assistant|>:') + [self.ids['boi']]
-                for text in instructions]
+        rows = [[self.ids['bos']] + head + self._text(
+            f'\n{GENERIC_INSTRUCTION if text is None else text}'
+            '\n\n<|Assistant|>:') +
+            [self.ids['boi']] for text in instructions]
         return self._condition(rows, und_embeds)
 
     def text_condition(self, prompts):
-        """``<|User|>: {prompt}\\n\\n<|Assistant|>:<boi>``."""
+        """``<|User|>: {prompt}\\n\\n<|Assistant|>:<boi>``; a None prompt
+        is the template of an empty prompt, blanked as :meth:`null_condition`
+        blanks."""
         rows = [[self.ids['bos']] +
-                self._text(f'<|User|>: {text}\n\n<|Assistant|>:') +
+                self._text(f'<|User|>: {text or ""}\n\n<|Assistant|>:') +
                 [self.ids['boi']] for text in prompts]
-        return self._condition(rows)
+        return self._blank(self._condition(rows),
+                           [text is None for text in prompts])
 
     def null_condition(self, condition):
+        """Janus's unconditional prompt: ``condition`` with every position
+        but BOS and the final <begin_of_image> set to the pad embedding, so
+        it keeps the length of the prompt it guides."""
+        return self._blank(condition, [True] * len(condition))
+
+    def _blank(self, condition, rows):
+        device = condition.embeds.device
+        rows = torch.tensor(rows, device=device)[:, None]
+        content = condition.extras['content']
+        blank = (content & rows).unsqueeze(-1)
         pad = self.language_model.get_input_embeddings()(
-            torch.tensor(self.ids['pad'], device=condition.embeds.device))
-        embeds = torch.where(condition.content.unsqueeze(-1),
-                             pad.to(condition.embeds.dtype), condition.embeds)
+            torch.tensor(self.ids['pad'], device=device))
+        embeds = torch.where(blank, pad.to(condition.embeds.dtype),
+                             condition.embeds)
         return Condition(embeds, condition.mask,
-                         torch.zeros_like(condition.content))
+                         extras=dict(content=content & ~rows))
 
     def conversation_tokens(self, turns, num_image_tokens):
         """Janus's understanding format; labels mark the answers only."""
@@ -382,7 +406,9 @@ class JanusProUMM(BaseUMM):
                              'is frozen')
         return self.gen_tokenizer.encode(gen_pixels)
 
-    def generation_loss(self, condition, gen_pixels=None, gen_targets=None):
+    def generation_loss(self, condition, gen_pixels=None, gen_targets=None,
+                        draws=None):
+        # Teacher-forced cross-entropy draws nothing at random.
         if (gen_pixels is None) == (gen_targets is None):
             raise ValueError('generation_loss needs exactly one of '
                              'gen_pixels and gen_targets')
@@ -397,9 +423,10 @@ class JanusProUMM(BaseUMM):
                                                       image_embeds.shape[1])
                              for turns in conversations))
         ids, mask, labels = self._left_pad(rows, labels)
-        hidden = self.language_model(
-            inputs_embeds=self._embed(ids, image_embeds), attention_mask=mask,
-            position_ids=position_ids(mask), use_cache=False).last_hidden_state
+        hidden = run_backbone(
+            self.language_model,
+            Condition(self._embed(ids, image_embeds), mask),
+            use_cache=False).last_hidden_state
         # The state at t predicts token t + 1; only answer tokens are scored.
         targets = labels[:, 1:]
         rows, cols = (targets != -100).nonzero(as_tuple=True)
