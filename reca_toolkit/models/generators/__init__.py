@@ -1,3 +1,6 @@
 from .autoregressive import AutoregressiveCodeGenerator
+from .diffusion_head import DiffusionHead
+from .masked_autoregressive import MaskedAutoregressiveGenerator
 
-__all__ = ['AutoregressiveCodeGenerator']
+__all__ = ['AutoregressiveCodeGenerator', 'DiffusionHead',
+           'MaskedAutoregressiveGenerator']

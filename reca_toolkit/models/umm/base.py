@@ -120,18 +120,22 @@ def attention_bias(mask, blocks, dtype):
     return bias.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
 
 
-def run_backbone(backbone, condition, tail=None, **kwargs):
+def run_backbone(backbone, condition, tail=None, tail_mask=None, **kwargs):
     """``backbone`` over ``condition`` followed by ``tail`` (``[B, T, D]``
     generation-side embeddings, causal after the prompt, at the positions
-    after it). Returns the backbone's output."""
+    after it; ``tail_mask`` hides padding in it). Returns the backbone's
+    output."""
     embeds, mask = condition.embeds, condition.mask
     positions, blocks = condition.position_ids, condition.blocks
     if tail is not None:
         count = tail.shape[1]
+        if tail_mask is None:
+            tail_mask = mask.new_ones(len(mask), count)
+        tail_mask = tail_mask.to(mask.dtype)
         embeds = torch.cat([embeds, tail.to(embeds.dtype)], dim=1)
-        mask = torch.cat([mask, mask.new_ones(len(mask), count)], dim=1)
-        positions = torch.cat([positions, positions[:, -1:] + 1 + torch.arange(
-            count, device=positions.device)], dim=1)
+        mask = torch.cat([mask, tail_mask], dim=1)
+        positions = torch.cat([positions, positions[:, -1:] + (
+            tail_mask.long().cumsum(-1) * tail_mask.long())], dim=1)
         if blocks is not None:
             blocks = torch.cat([blocks, blocks.new_zeros(len(mask), count)],
                                dim=1)
