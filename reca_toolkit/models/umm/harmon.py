@@ -275,8 +275,11 @@ class HarmonUMM(BaseUMM):
         tok = self.tokenizer
         ids = {name: tok.convert_tokens_to_ids(token) for name, token in
                zip(('endoftext', 'im_start', 'im_end'), QWEN_SPECIAL_TOKENS)}
-        missing = [QWEN_SPECIAL_TOKENS[i] for i, v in enumerate(ids.values())
-                   if v is None or v == tok.unk_token_id]
+        # By round trip, not against unk: Qwen2Tokenizer's unk token is
+        # <|endoftext|> itself.
+        missing = [token for token, v in zip(QWEN_SPECIAL_TOKENS,
+                                             ids.values())
+                   if v is None or tok.convert_ids_to_tokens(v) != token]
         if missing:
             raise ValueError(f'the tokenizer lacks Qwen chat tokens {missing}')
         if len(tok) > self.llm.config.vocab_size:

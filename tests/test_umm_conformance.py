@@ -1,0 +1,294 @@
+"""The UMM conformance suite: what every family's adapter must do.
+
+Each family contributes one :class:`Family` case -- its tiny model config of
+the real classes and what to expect of it -- and inherits every test here,
+the way transformers' model tester mixins work. A new family adds a case;
+if it needs a special case in a test, the seam is in the wrong place.
+"""
+import copy
+import math
+import os
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from mmengine.config import Config
+
+from conftest import REPO, random_images, to_float
+from test_distributed import free_port
+
+
+@dataclass
+class Family:
+    name: str
+    config: str  # the tiny RecAModel config of the real classes
+    image_size: int
+    frozen: tuple  # parts frozen by default
+    recon_loss: tuple  # (low, high) generation loss at initialisation
+    i2t_loss: tuple  # (low, high) image-to-text loss at initialisation
+    export_keeps: tuple = ('config', 'tokenizer')  # what a reload drops
+    reload: dict = field(default_factory=dict)
+
+
+FAMILIES = [
+    # CE over 512 codes at init: ln(512) = 6.24; text over 1024: ln = 6.93.
+    Family('janus_pro', 'configs/_base_/models/janus_tiny.py', 64,
+           ('vision_model', 'vqmodel'), (5.7, 6.8), (6.3, 7.6)),
+    # The diffusion head starts at eps = 0 and a mid variance: MSE ~1 plus
+    # the variational bound; text over 1024 tokens.
+    Family('harmon', 'configs/_base_/models/harmon_tiny.py', 32, ('vae', ),
+           (1.0, 8.0), (6.3, 7.6)),
+]
+IDS = [f.name for f in FAMILIES]
+
+
+def model_cfg(family, **umm):
+    cfg = Config.fromfile(str(REPO / family.config)).model.to_dict()
+    cfg = copy.deepcopy(cfg)
+    cfg['umm'].update(umm)
+    return cfg
+
+
+def build(family, seed=0, **umm):
+    from reca_toolkit.registry import MODELS
+    torch.manual_seed(seed)
+    return MODELS.build(model_cfg(family, **umm))
+
+
+@pytest.fixture(scope='module', params=FAMILIES, ids=IDS)
+def family(request):
+    return request.param
+
+
+@pytest.fixture(scope='module')
+def model(family):
+    return build(family)
+
+
+def batch(family, size=2, seed=0):
+    pixels = to_float(random_images(size, family.image_size, seed=seed))
+    return dict(
+        recon=dict(und_pixels=pixels, gen_pixels=pixels,
+                   draw=torch.arange(size) + 100 * seed),
+        i2t=dict(und_pixels=pixels, draw=torch.arange(size),
+                 conversations=[[('What is in the image?',
+                                  f'Shapes, picture {i}.')]
+                                for i in range(size)]))
+
+
+# shapes and templates -------------------------------------------------------
+def block_start(sequence, block):
+    """Where ``block`` (``[N, D]``) stands contiguously in ``sequence``, or
+    None."""
+    for start in range(len(sequence) - len(block) + 1):
+        if torch.equal(sequence[start:start + len(block)], block):
+            return start
+    return None
+
+
+def test_image_condition_carries_the_understanding_embeddings(family,
+                                                               model):
+    """Every row -- the generic instruction's too -- holds the image's
+    embeddings as they came out of the encoder: RecA never drops them."""
+    umm = model.umm
+    pixels = batch(family)['recon']['und_pixels']
+    with torch.no_grad():
+        embeds = umm.encode_understanding(pixels)
+        condition = umm.image_condition(embeds, [None, 'Describe the image.'])
+    width = umm.backbone.get_input_embeddings().embedding_dim
+    assert embeds.shape[0] == 2 and embeds.shape[2] == width
+    for i in range(2):
+        assert block_start(condition.embeds[i], embeds[i]) is not None, i
+    # Both rows end where generation starts: left padding only.
+    assert condition.mask[:, -1].all()
+    assert not torch.equal(condition.embeds[0], condition.embeds[1])
+
+
+def test_null_prompt_is_the_familys_own_and_concatenates(family, model):
+    umm = model.umm
+    prompts = umm.text_condition(['a red circle', 'a red square'])
+    assert prompts.mask.sum(1).tolist()[0] == prompts.mask.sum(1).tolist()[1]
+    assert not torch.equal(prompts.embeds[0], prompts.embeds[1])
+    null = umm.null_condition(prompts)
+    # The null prompt says nothing of the prompt it guides.
+    assert len(null) == 2 and torch.equal(null.embeds[0], null.embeds[1])
+    assert umm.text_condition([None]).mask[0].any()
+    both = type(prompts).cat([prompts, null])
+    assert len(both) == 4 and both.mask[:, -1].all()
+    # Rows keep their own real positions under the extra left padding.
+    for i, source in enumerate([prompts, null]):
+        for j in range(2):
+            row = both.take([2 * i + j])
+            assert torch.equal(row.embeds[0, row.mask[0].bool()],
+                               source.embeds[j, source.mask[j].bool()])
+            assert torch.equal(row.position_ids[0, row.mask[0].bool()],
+                               source.position_ids[j, source.mask[j].bool()])
+
+
+# gradients and freezing ---------------------------------------------------------
+def without_zero_init(model):
+    """Zero-initialised layers (adaLN-zero heads) block every gradient
+    upstream of them at step 0; give them values so each path carries one.
+    """
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad and not param.any():
+                param.normal_(0, 0.02)
+    return model
+
+
+def test_gradient_reaches_every_trainable_part_and_no_frozen_one(family):
+    model = without_zero_init(build(family))
+    umm = model.umm
+    assert set(umm.frozen) == set(family.frozen)
+    losses = model.loss(batch(family))
+    sum(losses[k] for k in losses if k.startswith('loss')).backward()
+    for name, module in umm.parts().items():
+        params = list(module.parameters())
+        has_grad = any(p.grad is not None and p.grad.abs().sum() > 0
+                       for p in params)
+        if name in family.frozen:
+            assert not any(p.requires_grad for p in params), name
+            assert not module.training, name
+            assert not has_grad, name
+        else:
+            assert has_grad, f'trainable part {name} got no gradient'
+
+
+def test_freezing_a_trainable_part_stops_its_training(family):
+    trainable = [n for n in build(family).umm.parts()
+                 if n not in family.frozen]
+    target = trainable[0]
+    model = without_zero_init(
+        build(family, frozen=list(family.frozen) + [target]))
+    losses = model.loss(batch(family))
+    sum(losses[k] for k in losses if k.startswith('loss')).backward()
+    module = model.umm.parts()[target]
+    assert all(p.grad is None for p in module.parameters())
+
+
+def test_unknown_frozen_part_names_the_valid_ones(family):
+    with pytest.raises(ValueError, match='valid parts'):
+        build(family, frozen=['no_such_part'])
+
+
+# determinism ------------------------------------------------------------------
+def generation_loss(umm, data, draws):
+    embeds = umm.encode_understanding(data['und_pixels'])
+    condition = umm.image_condition(embeds, [None] * len(embeds))
+    return umm.generation_loss(condition, data['gen_pixels'],
+                               draws=draws)['loss']
+
+
+def test_random_choices_come_from_the_draws_alone(family, model):
+    data = batch(family, size=3)['recon']
+    torch.manual_seed(1)
+    first = generation_loss(model.umm, data, [11, 12, 13])
+    torch.manual_seed(2)  # the global RNG must not matter
+    again = generation_loss(model.umm, data, [11, 12, 13])
+    assert torch.equal(first, again)
+
+
+def test_a_samples_loss_does_not_depend_on_its_batch(family, model):
+    """Per-sample draws: reordering a batch (as another world size or a
+    resume slices it) leaves the loss unchanged; a draw shared by the
+    batch or keyed by position would not."""
+    umm = model.umm
+    data = batch(family, size=3)['recon']
+    order = [2, 0, 1]
+    seeds = [5, 6, 7]
+    forward = generation_loss(umm, data, seeds)
+    backward = generation_loss(umm, {k: v[order] for k, v in data.items()},
+                               [seeds[i] for i in order])
+    torch.testing.assert_close(forward, backward, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(forward, generation_loss(umm, data, [5, 6, 8])) \
+        or family.name == 'janus_pro'  # teacher forcing draws nothing
+
+
+def gradients(family, data):
+    model = without_zero_init(build(family))
+    losses = model.loss(data)
+    sum(losses[k] for k in losses if k.startswith('loss')).backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()
+                      if p.grad is not None])
+
+
+def _ddp_worker(rank, world, port, family, out):
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    torch.distributed.init_process_group('gloo', rank=rank, world_size=world)
+    try:
+        from reca_toolkit.utils import register_all_modules
+        register_all_modules()
+        data = batch(family, size=4)
+        rows = slice(rank * 2, rank * 2 + 2)
+        grads = gradients(family, {s: {k: v[rows] for k, v in d.items()}
+                                   for s, d in data.items()})
+        torch.distributed.all_reduce(grads)
+        torch.save(grads / world, out / f'grads_{rank}.pt')
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_process_gradient_equals_one_process(family, tmp_path):
+    """DDP averages gradients; with global-batch normalisation and
+    per-sample draws the average equals the single-process gradient."""
+    mp.start_processes(_ddp_worker, nprocs=2, start_method='spawn',
+                       args=(2, free_port(), family, tmp_path))
+    one = gradients(family, batch(family, size=4))
+    two = torch.load(tmp_path / 'grads_0.pt', weights_only=True)
+    assert one.abs().sum() > 0
+    torch.testing.assert_close(two, one, rtol=1e-4, atol=1e-7)
+    # A gradient computed from one rank's half alone is far off.
+    half = gradients(family, {s: {k: v[:2] for k, v in d.items()}
+                              for s, d in batch(family, size=4).items()})
+    assert (half - one).abs().max() > 100 * (two - one).abs().max()
+
+
+# losses at initialisation ---------------------------------------------------------
+def test_losses_at_init_are_in_the_expected_range(family, model):
+    losses = model.loss(batch(family, size=4))
+    low, high = family.recon_loss
+    assert low < float(losses['loss_recon']) < high, losses
+    low, high = family.i2t_loss
+    assert low < float(losses['loss_i2t']) < high, losses
+    assert math.isfinite(float(losses['loss_i2t']))
+
+
+# sampling ---------------------------------------------------------------------------
+def test_sampling_is_seeded_and_in_range(family, model):
+    model.eval()
+    first = model.generate(['a red circle', 'a blue square'], seed=3)
+    again = model.generate(['a red circle', 'a blue square'], seed=3)
+    other = model.generate(['a red circle', 'a blue square'], seed=4)
+    size = family.image_size
+    assert first.shape == (2, 3, size, size)
+    assert torch.isfinite(first).all() and first.abs().max() <= 1
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    pixels = batch(family)['recon']['und_pixels']
+    recon = model.reconstruct(pixels, seed=0)
+    assert recon.shape == pixels.shape and torch.isfinite(recon).all()
+    unguided = model.generate(['a red circle'], seed=3, guidance_scale=1.0)
+    assert unguided.shape == (1, 3, size, size)
+
+
+# export ------------------------------------------------------------------------------
+def test_export_reloads_to_the_same_model(family, tmp_path):
+    model = build(family, seed=1)
+    with torch.no_grad():
+        for p in model.umm.backbone.parameters():  # not the init values
+            p.add_(0.01 * torch.randn_like(p))
+    out = model.umm.save_pretrained(tmp_path / 'export')
+    with pytest.raises(FileExistsError):
+        model.umm.save_pretrained(tmp_path / 'export')
+    cfg = model_cfg(family)
+    for key in family.export_keeps:
+        cfg['umm'].pop(key, None)
+    cfg['umm']['pretrained'] = str(out)
+    from reca_toolkit.registry import MODELS
+    reloaded = MODELS.build(cfg)
+    data = batch(family)
+    mine, theirs = model.loss(data), reloaded.loss(data)
+    for key in ('loss_recon', 'loss_i2t'):
+        torch.testing.assert_close(theirs[key], mine[key], rtol=1e-5,
+                                   atol=1e-6)
