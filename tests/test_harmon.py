@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from conftest import random_images, to_float
-from test_umm_conformance import FAMILIES, build, model_cfg
+from test_umm_conformance import FAMILIES, build
+from test_umm_conformance import reload as reload_export
 
 HARMON = next(f for f in FAMILIES if f.name == 'harmon')
 
@@ -135,12 +136,7 @@ def exported(tmp_path_factory):
 
 
 def reload(folder):
-    from reca_toolkit.registry import MODELS
-    cfg = model_cfg(HARMON)
-    for key in ('config', 'tokenizer'):
-        cfg['umm'].pop(key)
-    cfg['umm']['pretrained'] = str(folder)
-    return MODELS.build(cfg)
+    return reload_export(HARMON, folder)
 
 
 def test_export_writes_the_harmon_layout(exported):

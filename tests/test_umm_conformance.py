@@ -8,7 +8,7 @@ if it needs a special case in a test, the seam is in the wrong place.
 import copy
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -27,8 +27,7 @@ class Family:
     frozen: tuple  # parts frozen by default
     recon_loss: tuple  # (low, high) generation loss at initialisation
     i2t_loss: tuple  # (low, high) image-to-text loss at initialisation
-    export_keeps: tuple = ('config', 'tokenizer')  # what a reload drops
-    reload: dict = field(default_factory=dict)
+    export_drops: tuple = ('config', 'tokenizer')  # what a reload leaves out
 
 
 FAMILIES = [
@@ -273,6 +272,16 @@ def test_sampling_is_seeded_and_in_range(family, model):
 
 
 # export ------------------------------------------------------------------------------
+def reload(family, folder):
+    """The family's tiny model built from an exported weights folder."""
+    from reca_toolkit.registry import MODELS
+    cfg = model_cfg(family)
+    for key in family.export_drops:
+        cfg['umm'].pop(key, None)
+    cfg['umm']['pretrained'] = str(folder)
+    return MODELS.build(cfg)
+
+
 def test_export_reloads_to_the_same_model(family, tmp_path):
     model = build(family, seed=1)
     with torch.no_grad():
@@ -281,14 +290,30 @@ def test_export_reloads_to_the_same_model(family, tmp_path):
     out = model.umm.save_pretrained(tmp_path / 'export')
     with pytest.raises(FileExistsError):
         model.umm.save_pretrained(tmp_path / 'export')
-    cfg = model_cfg(family)
-    for key in family.export_keeps:
-        cfg['umm'].pop(key, None)
-    cfg['umm']['pretrained'] = str(out)
-    from reca_toolkit.registry import MODELS
-    reloaded = MODELS.build(cfg)
+    reloaded = reload(family, out)
     data = batch(family)
     mine, theirs = model.loss(data), reloaded.loss(data)
     for key in ('loss_recon', 'loss_i2t'):
         torch.testing.assert_close(theirs[key], mine[key], rtol=1e-5,
                                    atol=1e-6)
+
+
+def test_lora_trains_adapters_only_and_exports_merged(family, tmp_path):
+    """LoRA is shared machinery: adapters in the family's ``lora_part``,
+    its own weights frozen, and an export that folds them back in."""
+    pytest.importorskip('peft')
+    lora = dict(r=4, lora_alpha=8, target_modules=['q_proj', 'v_proj'])
+    model = build(family, lora=lora)
+    backbone = model.umm.backbone
+    names = {n for n, p in backbone.named_parameters() if p.requires_grad}
+    assert names and all('.lora_' in n for n in names)
+    with torch.no_grad():
+        for name, param in backbone.named_parameters():
+            if 'lora_B' in name:  # zero at init: the adapters would be a no-op
+                param.normal_(0, 0.1)
+    out = model.umm.save_pretrained(tmp_path / 'export')
+    merged = reload(family, out)
+    data = batch(family)
+    mine, theirs = model.loss(data), merged.loss(data)
+    torch.testing.assert_close(theirs['loss_recon'], mine['loss_recon'],
+                               rtol=1e-4, atol=1e-5)
