@@ -2,7 +2,7 @@
 
 One test (group) per fix in ``engine/compat.py`` plus the resumable train
 loop and the config check. The traps they guard against are described in
-``research/mmengine.md`` §1.4, §1.5 and §6.6.
+``docs/engine_notes.md``.
 """
 import importlib
 import io

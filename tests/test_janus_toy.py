@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 
+import projects.janus_toy.janus_toy  # noqa: F401  registers the toy's parts
 from conftest import REPO
 from test_train_e2e import run_tool
 
@@ -45,7 +46,7 @@ def test_checkpoint_loads_and_generates_what_it_is_asked(umm):
 def test_checkpoint_describes_scenes(umm):
     from PIL import Image
 
-    from reca_toolkit.datasets.geneval_shapes import GenEvalShapesScenes
+    from projects.janus_toy.janus_toy import GenEvalShapesScenes
     from reca_toolkit.datasets.transforms import ImageViews
     scenes = GenEvalShapesScenes(num_scenes=8, seed=123,
                                  include_held_out=True)

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from conftest import build_tiny_model, tiny_model_cfg
-from reca_toolkit.datasets.geneval_shapes import (GenEvalShapesPrompts,
-                                                  GenEvalShapesScenes)
+from projects.janus_toy.janus_toy import GenEvalShapesScenes
+from reca_toolkit.datasets.geneval_shapes import GenEvalShapesPrompts
 from reca_toolkit.datasets.shapes import (ALL_PAIRS, HELD_OUT_PAIRS, PALETTE,
                                           ShapeObject, ShapeScene, caption,
                                           describe, random_scene, render)

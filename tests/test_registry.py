@@ -3,6 +3,7 @@ import pytest
 import torch
 from mmengine.runner import Runner
 
+import projects.janus_toy.janus_toy  # noqa: F401  the toy's components
 import reca_toolkit.registry as registries
 from conftest import build_tiny_model, tiny_model_cfg
 from reca_toolkit.registry import SuggestingRegistry
@@ -158,9 +159,11 @@ def multi_source():
 
 def test_every_registered_component_has_a_build_case():
     for name, registry in scoped_registries().items():
-        # projects/ register into the same registries when imported.
+        # projects/ register into the same registries when imported; the
+        # toy's components (the main command's) are covered here too.
         registered = {k for k, v in registry.module_dict.items()
-                      if v.__module__.startswith('reca_toolkit')}
+                      if v.__module__.startswith(('reca_toolkit',
+                                                  'projects.janus_toy'))}
         covered = set(CASES.get(name, {}))
         assert registered == covered, (name, registered ^ covered)
 

@@ -12,8 +12,13 @@ defaults are the config's, which are the authors' settings.
 """
 import argparse
 import os
+import sys
+from pathlib import Path
 
 from mmengine.config import DictAction
+
+# projects/ live in the repository: make `projects.<name>` importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def parse_args():

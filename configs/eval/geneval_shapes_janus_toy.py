@@ -8,6 +8,10 @@ _base_ = [
     '../_base_/datasets/geneval_shapes.py',
     '../_base_/default_runtime.py',
 ]
+# PatchLookupTokenizer is the toy's own component, registered by its project
+# package.
+custom_imports = dict(imports=['projects.janus_toy.janus_toy'],
+                      allow_failed_imports=False)
 model = dict(
     type='RecAModel',
     umm=dict(

@@ -22,17 +22,23 @@ The config's own model (its ``pretrained`` weights) is probed first, as
 the baseline.
 """
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 from mmengine.config import DictAction
 from PIL import Image
 
-from reca_toolkit.datasets.geneval_shapes import GenEvalShapesScenes
 from reca_toolkit.datasets.shapes import HELD_OUT_PAIRS, caption, render
 from reca_toolkit.datasets.transforms import ImageViews
 from reca_toolkit.engine.inference import load_model
-from reca_toolkit.models.generators.autoregressive import position_ids
+from reca_toolkit.models.umm.base import run_backbone
+
+# Run as a script, this file and the configs' custom_imports import
+# `projects.janus_toy` from the repository root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from projects.janus_toy.janus_toy import GenEvalShapesScenes  # noqa: E402
 
 CONDITIONS = ('text', 'text wrong', 'image', 'image wrong')
 
@@ -67,11 +73,12 @@ def top_codes(umm, condition, codes):
     """The generation head's top object code (code 0, the empty slot,
     left out) at each position, teacher-forced."""
     generator = umm.generator
-    embeds, mask, first = generator.training_sequence(condition, codes)
-    hidden = umm.language_model(
-        inputs_embeds=embeds, attention_mask=mask,
-        position_ids=position_ids(mask), use_cache=False).last_hidden_state
-    logits = generator.head(hidden[:, first:first + codes.shape[1]])
+    # As in the generator's loss: the prompt's last state predicts the first
+    # code, the state of code i predicts code i + 1.
+    tail = generator.embed(codes[:, :-1], condition.embeds.dtype)
+    hidden = run_backbone(umm.language_model, condition, tail,
+                          use_cache=False).last_hidden_state
+    logits = generator.head(hidden[:, -codes.shape[1]:])
     # Where objects go is the scene's chance, not the prompt's: which object
     # is drawn, given that one is, is what a condition decides.
     return logits[..., 1:].argmax(-1) + 1

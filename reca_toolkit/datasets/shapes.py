@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from reca_toolkit.datasets.source import Source
-from reca_toolkit.registry import DATASETS, FUNCTIONS
+from reca_toolkit.registry import DATASETS
 
 BACKGROUND = (110, 110, 110)
 PALETTE = {
@@ -170,24 +170,6 @@ def caption(scene, rng=None, color_drop=0.0, relation_drop=0.0,
     if rng is not None:
         rng.shuffle(phrases)
     return 'a photo of ' + ' and '.join(phrases)
-
-
-@FUNCTIONS.register_module()
-def shape_patch_codebook(canvas_size=64, grid=4):
-    """Every distinct slot patch a scene can hold, ``[K, S, S, 3]`` uint8:
-    the empty slot, then each (colour, shape) of :data:`ALL_PAIRS`.
-
-    Objects sit at the same offset in every slot, so these ``1 + 18``
-    patches tile every scene exactly: a lookup table over them is a
-    lossless image tokenizer (``PatchLookupTokenizer``).
-    """
-    slot = canvas_size // grid
-    patches = [render(ShapeScene((), grid), canvas_size)[:slot, :slot]]
-    for color, shape in ALL_PAIRS:
-        image = render(ShapeScene((ShapeObject(shape, color, 0, 0), ), grid),
-                       canvas_size)
-        patches.append(image[:slot, :slot])
-    return np.stack(patches)
 
 
 @DATASETS.register_module()

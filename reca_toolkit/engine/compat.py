@@ -1,6 +1,7 @@
 """Fixes that make MMEngine 0.10.7 work with torch >= 2.6 and setuptools >= 81.
 
-Each fix is measured in ``research/mmengine.md`` and has a regression test in
+What each fix works around, with the errors MMEngine gives without it, is in
+``docs/engine_notes.md``; each has a regression test in
 ``tests/test_engine_compat.py``. ``apply()`` is idempotent and runs when
 ``reca_toolkit`` is imported.
 

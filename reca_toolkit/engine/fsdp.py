@@ -1,6 +1,7 @@
 """FSDP through MMEngine's ``FlexibleRunner``, with its 0.10.7 bugs fixed.
 
-Each fix is measured in research/mmengine.md section 1.3 and has a
+Each fix was found by training one seed with DDP and with MMEngine's
+``FSDPStrategy`` on 2 CPU processes (``docs/engine_notes.md``) and has a
 regression test in ``tests/test_fsdp.py``:
 
 1. Gradient clipping: ``OptimWrapper`` clips with

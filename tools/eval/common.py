@@ -2,8 +2,13 @@
 ``reca_toolkit.engine.test``, which writes the evaluation card."""
 import argparse
 import os
+import sys
+from pathlib import Path
 
 from mmengine.config import DictAction
+
+# projects/ live in the repository: make `projects.<name>` importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def parser(doc):

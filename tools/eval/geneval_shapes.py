@@ -18,8 +18,12 @@ DIR; a model run also writes an evaluation card.
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from mmengine.config import DictAction
+
+# projects/ live in the repository: make `projects.<name>` importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def parse_args():

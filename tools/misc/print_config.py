@@ -3,8 +3,13 @@
     python tools/misc/print_config.py CONFIG [--cfg-options key=value ...]
 """
 import argparse
+import sys
+from pathlib import Path
 
 from mmengine.config import DictAction
+
+# projects/ live in the repository: make `projects.<name>` importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def main():

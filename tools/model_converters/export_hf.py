@@ -8,6 +8,11 @@ source folder's processor and tokenizer files.
 """
 import argparse
 import os
+import sys
+from pathlib import Path
+
+# projects/ live in the repository: make `projects.<name>` importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def main():

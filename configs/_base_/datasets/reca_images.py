@@ -1,7 +1,9 @@
 # Unlabeled images for RecA from a local folder (jpg/png/webp, recursive).
 # Both views are 384 px for Janus-Pro; und_size is the information
-# bottleneck knob (research/reca_method.md: use the smallest resolution the
-# understanding encoder accepts).
+# bottleneck knob. The RecA authors feed the understanding encoder the
+# smallest resolution it accepts, so that generation cannot copy pixels
+# (HorizonWind2004/reconstruction-alignment:REPRODUCE_GUIDE.md). Janus needs
+# no such step: SigLIP features in, VQ codes out are a bottleneck at 384 px.
 data_root = 'data/reca/images'
 und_size = 384
 gen_size = 384

@@ -1,7 +1,11 @@
-# The RecA recipe (Harmon/OpenUni configs, research/reca_method.md section 4):
-# AdamW lr 1e-5, betas (0.9, 0.95), weight decay 0.02 except norms, biases
-# and embeddings; 1% linear warm-up then cosine; 5000 iterations; grad clip
-# 1.0; bf16 autocast with float32 master weights.
+# The RecA recipe, as in the authors' Harmon config
+# (HorizonWind2004/reconstruction-alignment:Harmon/configs/examples/reca.py):
+# AdamW lr 1e-5, betas (0.9, 0.95), weight decay 0.02 (none on norms, biases
+# and embeddings; Harmon's MAROptimWrapperConstructor exempts 1-D weights
+# and biases); 1% linear warm-up then cosine to 0; grad clip 1.0; bf16
+# AmpOptimWrapper, i.e. autocast over float32 master weights. 5000
+# iterations: the authors report their iter_5000 checkpoints (that
+# repository's issue #15), although reca.py schedules 50000.
 max_iters = 5000
 warmup_iters = 50
 

@@ -10,6 +10,10 @@ _base_ = [
     '../../../configs/_base_/datasets/geneval_shapes_val.py',
     '../../../configs/_base_/default_runtime.py',
 ]
+# PatchLookupTokenizer and GenEvalShapesScenes are the toy's own components,
+# registered by its project package.
+custom_imports = dict(imports=['projects.janus_toy.janus_toy'],
+                      allow_failed_imports=False)
 
 max_iters = 4000
 model = dict(

@@ -7,11 +7,37 @@ round trip is exact, needs no training and costs nothing, which is what
 makes a tiny UMM learnable on a CPU: the generation head learns scenes, not
 a VQ-VAE's codes. It has :class:`~reca_toolkit.models.encoders.janus.
 JanusVQTokenizer`'s interface, so an adapter uses either.
+
+The toy Janus of this project (``projects/janus_toy/pretrained``) was
+trained on these codes: its generation head predicts the 19 patches of
+:func:`shape_patch_codebook`.
 """
+import numpy as np
 import torch
 from torch import nn
 
+from reca_toolkit.datasets.shapes import (ALL_PAIRS, ShapeObject, ShapeScene,
+                                          render)
 from reca_toolkit.registry import ENCODERS, FUNCTIONS
+
+
+@FUNCTIONS.register_module()
+def shape_patch_codebook(canvas_size=64, grid=4):
+    """Every distinct slot patch a shape scene can hold, ``[K, S, S, 3]``
+    uint8: the empty slot, then each (colour, shape) of
+    :data:`~reca_toolkit.datasets.shapes.ALL_PAIRS`.
+
+    Objects sit at the same offset in every slot, so these ``1 + 18``
+    patches tile every scene exactly: a lookup table over them is a
+    lossless image tokenizer (:class:`PatchLookupTokenizer`).
+    """
+    slot = canvas_size // grid
+    patches = [render(ShapeScene((), grid), canvas_size)[:slot, :slot]]
+    for color, shape in ALL_PAIRS:
+        image = render(ShapeScene((ShapeObject(shape, color, 0, 0), ), grid),
+                       canvas_size)
+        patches.append(image[:slot, :slot])
+    return np.stack(patches)
 
 
 @ENCODERS.register_module()

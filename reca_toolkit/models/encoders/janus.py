@@ -13,11 +13,13 @@ from reca_toolkit.registry import ENCODERS
 def l2_normalized_codes(latents, codebook):
     """Codes by the original Janus / LlamaGen quantizer rule.
 
-    With ``codebook_l2_norm=True`` the original quantizer L2-normalises both
-    the latent vectors and the codebook before the nearest-neighbour search.
-    ``transformers``' ``JanusVQVAE.encode`` searches on the raw vectors, which
-    picks different codes whenever codebook rows differ in norm
-    (research/models.md section 1.4).
+    With ``codebook_l2_norm=True`` the original quantizer
+    (``VectorQuantizer`` in ``deepseek-ai/Janus:janus/models/vq_model.py``)
+    L2-normalises both the latent vectors and the codebook before the
+    nearest-neighbour search. ``transformers``' ``JanusVQVAE.encode``
+    (``JanusVQVAEVectorQuantizer.forward``) searches on the raw vectors, which
+    picks different codes whenever codebook rows differ in norm; its decode
+    side (``get_codebook_entry``) does normalise.
 
     Args:
         latents: ``[B, C, H, W]`` output of ``quant_conv``.

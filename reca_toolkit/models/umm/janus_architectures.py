@@ -4,10 +4,12 @@ Sizing tools (``tools/benchmark.py --meta-init``,
 ``tools/analysis_tools/estimate.py``) build real-size models without their
 weights. When a config's ``pretrained`` folder is present, its
 ``config.json`` gives the architecture; when it is not, the folder's name is
-looked up here. The values are the transformers-format configs of
-deepseek-community/Janus-Pro-1B and -7B (research/models.md section 1.5);
-the models they build have 2.0766 B and 7.4078 B parameters, the sizes of
-the published checkpoints.
+looked up here. The values are the ``config.json`` of the transformers-format
+checkpoints deepseek-community/Janus-Pro-1B and -7B, converted from
+deepseek-ai/Janus-Pro-1B and -7B by transformers'
+``src/transformers/models/janus/convert_janus_weights_to_hf.py``
+(huggingface/transformers); the models they build have 2.0766 B and
+7.4078 B parameters, the sizes of the published checkpoints.
 """
 
 _VISION = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
