@@ -53,6 +53,19 @@ def janus_parts(tiny):
             head=inner.generation_head))
 
 
+def harmon_umm_cfg():
+    from mmengine.config import Config
+    from conftest import REPO
+    return Config.fromfile(str(REPO / 'configs/_base_/models/harmon_tiny.py')
+                           ).model.umm.to_dict()
+
+
+def harmon_parts(_):
+    from diffusers import AutoencoderKL
+    return dict(VAETokenizer=dict(vae=AutoencoderKL(
+        **harmon_umm_cfg()['vae'])))
+
+
 def shapes(**kw):
     return dict(type='ShapeScenes', num_scenes=4, **kw)
 
@@ -68,12 +81,19 @@ CASES = {
         'PatchLookupTokenizer': (dict(grid_size=4), {}),
         'AutoregressiveCodeGenerator': (dict(guidance_scale=3.0),
                                         janus_parts),
+        'HarmonUMM': (harmon_umm_cfg(), {}),
+        'VAETokenizer': (dict(scaling_factor=0.2325), harmon_parts),
+        'MaskedAutoregressiveGenerator': (dict(
+            encoder_dim=32, encoder_depth=1, encoder_heads=2, decoder_dim=32,
+            decoder_depth=1, decoder_heads=2, buffer_size=2,
+            pos_embed_grid=4, head=dict(width=32, depth=1)), {}),
         'ReconstructionAlignment': (dict(generic_prob=0.2), {}),
         'TextToImage': (dict(null_prob=0.0), {}),
         'ImageToText': (dict(weight=0.5), {}),
     },
     'TOKENIZERS': {
         'JanusDemoTokenizer': (dict(vocab_size=512), {}),
+        'QwenDemoTokenizer': (dict(vocab_size=512), {}),
         'HFTokenizer': (None, None),  # built from a saved folder below
     },
     'DATASETS': {
