@@ -87,6 +87,8 @@ CASES = {
             encoder_dim=32, encoder_depth=1, encoder_heads=2, decoder_dim=32,
             decoder_depth=1, decoder_heads=2, buffer_size=2,
             pos_embed_grid=4, head=dict(width=32, depth=1)), {}),
+        'FlowMatchingGenerator': (dict(timestep_sampling='logit_normal',
+                                       shift=3.0), {}),
         'ReconstructionAlignment': (dict(generic_prob=0.2), {}),
         'TextToImage': (dict(null_prob=0.0), {}),
         'ImageToText': (dict(weight=0.5), {}),
@@ -103,6 +105,9 @@ CASES = {
         'CaptionedImages': (None, None),  # needs files: test_data.py
         'SyntheticImages': (dict(num_samples=2, image_size=16), {}),
         'FeatureCache': (None, None),  # needs files: test_perf_cache.py
+        'TarShards': (None, None),  # needs files: test_data_shards.py
+        'ParquetImages': (None, None),  # needs files: test_data_shards.py
+        'LocalHFDataset': (None, None),  # needs files: test_data_shards.py
         'GenEvalPrompts': ({}, {}),
         'GenEvalShapesPrompts': (dict(num_prompts=12), {}),
         'GenEvalShapesScenes': (dict(num_scenes=4, sparse=dict(

@@ -19,3 +19,5 @@ from .wise_prompts import WISEPrompts  # noqa: E402
 from .held_out_images import HeldOutImages  # noqa: E402
 from .synthetic import SyntheticImages  # noqa: E402
 from .feature_cache import FeatureCache  # noqa: E402
+from .tar_shards import ShardError, TarShards  # noqa: E402
+from .parquet_images import LocalHFDataset, ParquetImages  # noqa: E402

@@ -1,4 +1,6 @@
 """Image loading that fails loudly and names the file."""
+import io
+
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -28,6 +30,11 @@ def to_rgb(image):
 class LoadImage:
     """``img_path`` (or an in-memory ``img`` array) -> ``img``, a PIL RGB image.
 
+    A source that reads images from containers (tar shards, parquet) hands
+    the encoded file as ``img_bytes`` plus ``img_name``, where it came from
+    (``shard.tar[key.jpg]``), which errors name; ``img_bytes`` is dropped
+    once decoded.
+
     Decoding is forced here, so a truncated file fails at load time with an
     :class:`ImageLoadError` naming it rather than later in a resize.
     """
@@ -39,9 +46,13 @@ class LoadImage:
                 image = Image.fromarray(image)
             results['img'] = to_rgb(image)
             return results
-        path = results['img_path']
+        if 'img_bytes' in results:
+            path = results.get('img_name', '<in-memory bytes>')
+            file = io.BytesIO(results.pop('img_bytes'))
+        else:
+            path = file = results['img_path']
         try:
-            with Image.open(path) as image:
+            with Image.open(file) as image:
                 image.load()
                 results['img'] = to_rgb(image)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
