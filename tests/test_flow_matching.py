@@ -1,0 +1,177 @@
+"""FlowMatchingGenerator: the flow-matching loss and sampler, by hand."""
+import math
+
+import pytest
+import torch
+
+from reca_toolkit.models.generators.flow_matching import (
+    FlowDraws, FlowMatchingGenerator, guide, interpolate, shift_times,
+    velocity_target)
+
+
+def test_interpolation_and_target_by_hand():
+    x0 = torch.tensor([[2.0, -1.0], [0.5, 4.0]])
+    noise = torch.tensor([[1.0, 1.0], [-2.0, 0.0]])
+    t = torch.tensor([0.25, 1.0])
+    # (1 - t) x0 + t noise, per row
+    expected = torch.tensor([[0.75 * 2 + 0.25, 0.75 * -1 + 0.25],
+                             [-2.0, 0.0]])
+    torch.testing.assert_close(interpolate(x0, noise, t), expected)
+    torch.testing.assert_close(interpolate(x0, noise, torch.zeros(2)), x0)
+    torch.testing.assert_close(velocity_target(x0, noise),
+                               torch.tensor([[-1.0, 2.0], [-2.5, -4.0]]))
+
+
+def test_shift_and_guidance_by_hand():
+    t = torch.tensor([0.0, 0.5, 1.0])
+    torch.testing.assert_close(shift_times(t, 3.0),
+                               torch.tensor([0.0, 1.5 / 2.0, 1.0]))
+    assert shift_times(t, 1.0) is t
+    cond, uncond = torch.tensor([3.0]), torch.tensor([1.0])
+    torch.testing.assert_close(guide(cond, uncond, 4.5), torch.tensor([10.0]))
+    torch.testing.assert_close(guide(cond, uncond, 1.0), cond)
+
+
+def test_uniform_times_lie_on_the_training_grid():
+    gen = FlowMatchingGenerator(num_train_timesteps=1000)
+    t = gen.times(torch.tensor([0.0, 0.0004, 0.001, 0.5, 0.9999999]))
+    torch.testing.assert_close(
+        t, torch.tensor([0.001, 0.001, 0.002, 0.501, 1.0]))
+    continuous = FlowMatchingGenerator(discrete=False).times(
+        torch.tensor([0.0, 0.3]))
+    torch.testing.assert_close(continuous, torch.tensor([0.0, 0.3]))
+
+
+def test_logit_normal_times_with_a_shift():
+    gen = FlowMatchingGenerator(timestep_sampling='logit_normal',
+                                logit_mean=0.0, logit_std=1.0, shift=3.0)
+    s = 1 / (1 + math.exp(-1.0))  # sigmoid(1)
+    torch.testing.assert_close(
+        gen.times(torch.tensor([0.0, 1.0])),
+        torch.tensor([0.75, 3 * s / (1 + 2 * s)]))
+
+
+def test_time_distributions_over_many_seeds():
+    seeds = range(4000)
+    uniform = FlowMatchingGenerator().draw(seeds, (1, ))
+    assert abs(uniform.t.mean() - 0.5) < 0.02
+    assert abs(uniform.t.var() - 1 / 12) < 0.005
+    assert uniform.t.min() > 0 and uniform.t.max() <= 1
+    logit = FlowMatchingGenerator(timestep_sampling='logit_normal').draw(
+        seeds, (1, ))
+    logits = torch.logit(logit.t.double())
+    assert abs(logits.mean()) < 0.06 and abs(logits.std() - 1) < 0.04
+    assert abs(uniform.noise.std() - 1) < 0.04
+
+
+def test_draws_come_from_the_seeds_alone():
+    gen = FlowMatchingGenerator()
+    torch.manual_seed(0)
+    first = gen.draw([3, 4, 5], (2, 4, 4))
+    torch.manual_seed(1)  # the global RNG does not matter
+    again = gen.draw([3, 4, 5], (2, 4, 4))
+    assert torch.equal(first.t, again.t)
+    assert torch.equal(first.noise, again.noise)
+    # a sample's draws do not depend on its batch
+    alone = gen.draw([4], (2, 4, 4))
+    assert torch.equal(alone.t[0], first.t[1])
+    assert torch.equal(alone.noise[0], first.noise[1])
+    assert not torch.equal(first.noise[0], first.noise[1])
+
+
+def test_loss_is_the_velocity_mse_of_the_denoiser():
+    gen = FlowMatchingGenerator()
+    x0 = torch.randn(3, 2, 4, 4)
+    draws = gen.draw([1, 2, 3], x0.shape[1:])
+    seen = {}
+
+    def denoiser(x_t, timesteps):
+        seen.update(x_t=x_t, timesteps=timesteps)
+        return torch.zeros_like(x_t)
+
+    loss = gen.loss(x0, denoiser, draws)['loss']
+    torch.testing.assert_close(seen['x_t'],
+                               interpolate(x0, draws.noise, draws.t))
+    torch.testing.assert_close(seen['timesteps'], draws.t * 1000)
+    torch.testing.assert_close(loss, ((draws.noise - x0) ** 2).mean())
+
+    def oracle(x_t, timesteps):
+        return draws.noise - x0
+
+    assert float(gen.loss(x0, oracle, draws)['loss']) == 0
+    # seeds instead of draws give the same loss
+    torch.testing.assert_close(gen.loss(x0, denoiser, [1, 2, 3])['loss'],
+                               loss)
+
+
+def oracle_for(x0, steps):
+    """The exact velocity toward ``x0`` from any ``x_t``:
+    ``(x_t - x0) / t``; ``steps`` records the timesteps it saw."""
+
+    def denoiser(x_t, timesteps):
+        steps.append(timesteps.clone())
+        rows = len(x_t) // len(x0)
+        t = (timesteps / 1000).reshape(-1, 1, 1, 1)
+        return (x_t - x0.repeat(rows, 1, 1, 1)) / t
+
+    return denoiser
+
+
+@pytest.mark.parametrize('scheduler', ['dpm_solver', 'euler'])
+@pytest.mark.parametrize('shift', [1.0, 3.0])
+def test_sampler_recovers_x0_for_an_oracle(scheduler, shift):
+    gen = FlowMatchingGenerator(scheduler=scheduler, sampling_shift=shift,
+                                num_inference_steps=20, guidance_scale=1.0)
+    x0 = torch.randn(2, 3, 4, 4)
+    steps = []
+    out = gen.sample(x0.shape, oracle_for(x0, steps),
+                     generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, x0, rtol=1e-4, atol=1e-4)
+    assert len(steps) == 20 and steps[0][0] > steps[-1][0] > 0
+    assert all(len(s) == 2 for s in steps)
+
+
+def test_guided_sampling_sees_cond_then_null_rows():
+    gen = FlowMatchingGenerator(num_inference_steps=4, guidance_scale=4.5)
+    x0 = torch.randn(2, 1, 2, 2)
+    rows_seen = []
+
+    def denoiser(x_t, timesteps):
+        rows_seen.append(len(x_t))
+        # both halves see the same latents
+        assert torch.equal(x_t[:2], x_t[2:])
+        cond = torch.ones_like(x_t[:2])
+        return torch.cat([cond, torch.zeros_like(cond)])
+
+    out = gen.sample(x0.shape, denoiser, noise=torch.zeros(2, 1, 2, 2))
+    assert rows_seen == [4] * 4
+    # velocity 4.5 everywhere (0 + 4.5 * (1 - 0)); from x = 0 at the first
+    # sigma (DPM-Solver's flow sigmas start at 1 - 1/N) to 0 the flow
+    # moves by -4.5 * sigma_0
+    scheduler = gen.build_scheduler()
+    scheduler.set_timesteps(4)
+    start = float(scheduler.sigmas[0])
+    assert 0.99 < start <= 1
+    torch.testing.assert_close(out, torch.full_like(out, -4.5 * start),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_sampling_is_seeded():
+    gen = FlowMatchingGenerator(num_inference_steps=3, guidance_scale=1.0)
+
+    def denoiser(x_t, timesteps):
+        return 0.1 * x_t
+
+    one = gen.sample((1, 2, 2, 2), denoiser, torch.Generator().manual_seed(5))
+    two = gen.sample((1, 2, 2, 2), denoiser, torch.Generator().manual_seed(5))
+    three = gen.sample((1, 2, 2, 2), denoiser,
+                       torch.Generator().manual_seed(6))
+    assert torch.equal(one, two) and not torch.equal(one, three)
+
+
+def test_bad_settings_name_the_choices():
+    with pytest.raises(ValueError, match='uniform'):
+        FlowMatchingGenerator(timestep_sampling='cosine')
+    with pytest.raises(ValueError, match='dpm_solver'):
+        FlowMatchingGenerator(scheduler='ddim')
+    assert isinstance(FlowMatchingGenerator().draw([0], (1, )), FlowDraws)
