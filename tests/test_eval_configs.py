@@ -21,9 +21,11 @@ TOOLS = sorted(p for p in (REPO / 'tools/eval').glob('*.py')
 def no_disk_checks(monkeypatch):
     """Weights folders and image folders exist only on users' machines."""
     from reca_toolkit.datasets import ImageFolder
+    from reca_toolkit.models.umm.harmon import HarmonUMM
     from reca_toolkit.models.umm.janus_pro import JanusProUMM
-    monkeypatch.setattr(JanusProUMM, 'validate_config',
-                        staticmethod(lambda cfg: None))
+    for umm in (JanusProUMM, HarmonUMM):
+        monkeypatch.setattr(umm, 'validate_config',
+                            staticmethod(lambda cfg: None))
     monkeypatch.setattr(ImageFolder, 'validate_config',
                         classmethod(lambda cls, cfg: None))
 
@@ -92,7 +94,14 @@ with open(args.outfile, 'w') as f:
 '''
 
 
-def test_geneval_tool_runs_the_official_scorer_in_its_place(tmp_path,
+@pytest.mark.parametrize('config, options', [
+    ('geneval_shapes_janus_tiny.py', []),
+    # Fewer MAR and diffusion steps: the path is the same, in seconds.
+    ('geneval_shapes_harmon_tiny.py', ['model.umm.mar.num_iter=2',
+                                       'model.umm.mar.head.'
+                                       'num_sampling_steps=4'])])
+def test_geneval_tool_runs_the_official_scorer_in_its_place(config, options,
+                                                           tmp_path,
                                                            monkeypatch):
     geneval = tmp_path / 'geneval'
     (geneval / 'evaluation').mkdir(parents=True)
@@ -101,10 +110,10 @@ def test_geneval_tool_runs_the_official_scorer_in_its_place(tmp_path,
     tool = REPO / 'tools/eval/geneval.py'
     monkeypatch.syspath_prepend(str(tool.parent))
     monkeypatch.setattr(sys, 'argv', [
-        str(tool), str(REPO / 'configs/eval/geneval_shapes_janus_tiny.py'),
+        str(tool), str(REPO / 'configs/eval' / config),
         '--out', str(tmp_path / 'run'), '--official-scorer', sys.executable,
         str(geneval), 'WEIGHTS', '--cfg-options',
-        'test_dataloader.dataset.num_prompts=6'])
+        'test_dataloader.dataset.num_prompts=6', *options])
     runpy.run_path(str(tool), run_name='__main__')
     summary = json.loads((tmp_path / 'run/images/summary.json').read_text())
     assert summary['scores']['overall'] == 1.0

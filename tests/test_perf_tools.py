@@ -19,8 +19,13 @@ from test_train_e2e import run_tool
 
 DEMO = 'configs/reca/janus_pro_demo.py'
 RECA_CONFIGS = sorted(p.name for p in (REPO / 'configs/reca').glob('*.py'))
-# Published checkpoint sizes (research/models.md 1.1).
+# Parameters of the published Janus-Pro-1B and -7B checkpoints, which their
+# transformers-format configs (models/umm/janus_architectures.py) rebuild.
 PARAMS = {'janus_pro': 2_076_636_811, 'janus_pro_7b': 7_407_800_000}
+# Harmon, built from HARMON_ARCHITECTURES without its folder: Qwen2.5
+# (published count) + MAR + projections + KL-16, each part checked against
+# its hand sum in tests/test_harmon_sizing.py.
+PARAMS.update(harmon_0_5b=770_417_779, harmon_1_5b=2_559_228_915)
 
 
 @pytest.fixture(scope='module')
@@ -106,9 +111,10 @@ def test_meta_step_counts_what_a_real_step_saves_and_computes():
 
 
 def test_janus_pro_1b_flops_match_the_research_measurement():
-    """10.48 TFLOP per 384 px RecA sample of 1191 tokens, counted
-    independently (research/models.md 1.6); prompts here are a few tokens
-    shorter."""
+    """10.48 TFLOP per 384 px RecA sample of 1191 tokens (8 prefix, 576
+    SigLIP, 32 prompt, 575 code inputs), counted independently of this code
+    with FlopCounterMode over the transformers model (docs/performance.md);
+    prompts here are a few tokens shorter."""
     from reca_toolkit.engine.benchmark import model_flops
     cfg = load_config(str(REPO / 'configs/reca/janus_pro.py'),
                       check_resources=False)
@@ -136,3 +142,24 @@ def test_unknown_architecture_without_weights_is_named():
     cfg['umm'] = dict(type='JanusProUMM', pretrained='/nowhere/My-Janus')
     with pytest.raises(FileNotFoundError, match="'My-Janus' is not a known"):
         build_weightless(cfg)
+
+
+def test_meta_values_keep_what_derives_from_constants_and_the_batch():
+    """MetaValues: values read on meta where they derive from constants or
+    real tensors, none where they derive from a weight; FLOPs counted."""
+    from reca_toolkit.engine.meta_pass import MetaValues
+    weight = torch.empty(4, 3, device='meta')
+    with MetaValues() as mode:
+        mask = torch.tensor([True, False, True, True]).to('meta')
+        count = int(mask.sum())  # .item() on meta
+        rows = weight[mask]  # boolean indexing of a value-less tensor
+        zeros = weight.new_zeros(4)  # only the shape comes from the weight
+        assert int((zeros == 0).sum()) == 4
+        derived = weight.sum(1)
+        with pytest.raises(RuntimeError, match='meta'):
+            int(derived.sum())
+        zeros.add_(derived)  # an in-place update it cannot follow
+        product = weight @ torch.empty(3, 5, device='meta')
+    assert count == 3 and rows.shape == (3, 3) and rows.is_meta
+    assert mode.value(zeros) is None and mode.value(derived) is None
+    assert product.is_meta and mode.flops == 2 * 4 * 3 * 5

@@ -12,7 +12,8 @@ forward and backward of the same batch on the meta device
 attention as the memory-efficient kernel computes it and without the
 recomputation of activation checkpointing or chunked cross-entropy.
 docs/performance.md writes the count out per family as a formula (about
-10.5 TFLOP per 384 px RecA sample at Janus-Pro-1B).
+10.5 TFLOP per 384 px RecA sample at Janus-Pro-1B, 19 per 512 px sample at
+Harmon-1.5B).
 """
 import contextlib
 import copy

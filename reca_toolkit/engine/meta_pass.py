@@ -1,7 +1,7 @@
 """One training forward and backward on the meta device: FLOPs, activation
 memory and LLM tokens of a step, for any model size, in seconds.
 
-Meta tensors have shapes and dtypes but no data. Two things of a real GPU
+Meta tensors have shapes and dtypes but no data. Three things of a real GPU
 step need care (research/models.md section 1.4.5):
 
 * transformers decides whether it may skip the causal mask by reading the
@@ -12,12 +12,21 @@ step need care (research/models.md section 1.4.5):
   backward; a GPU runs the memory-efficient kernel, which keeps the output
   and a log-sum-exp. On meta it is routed to that kernel's op, so saved
   memory and FLOPs are those of the GPU step.
+* a model may read values that its shapes depend on (MAR keeps only the
+  tokens its seeded mask ratios leave visible and reads how many:
+  ``.item()``, boolean indexing). :class:`MetaValues` keeps the real values
+  of every meta tensor that derives only from constants, the batch's
+  integers and real buffers, so such reads work; whatever derives from a
+  weight stays value-less.
 """
 import contextlib
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
+from torch.utils.flop_counter import flop_registry
+from torch.utils.weak import WeakIdKeyDictionary
 
 
 def _efficient_sdpa(original):
@@ -56,6 +65,159 @@ def meta_attention():
     finally:
         masking._ignore_causal_mask_sdpa = ignore_mask
         F.scaled_dot_product_attention = sdpa
+
+
+aten = torch.ops.aten
+# Ops whose first argument gives only a shape and dtype, not values.
+METADATA_ONLY = {aten.new_zeros.default, aten.new_ones.default,
+                 aten.new_full.default, aten.new_empty.default,
+                 aten.zeros_like.default, aten.ones_like.default,
+                 aten.full_like.default, aten.empty_like.default}
+# torch.utils.flop_counter's formulas, by op overload packet.
+FLOP_FORMULAS = flop_registry
+META = torch.device('meta')
+HOST = torch.device('cpu')
+
+
+class MetaValues(TorchDispatchMode):
+    """Real values alongside the meta tensors that derive from constants,
+    real tensors (the batch's integers, buffers) and other such tensors;
+    and the FLOP count of the ops.
+
+    Every op on meta runs as usual (its shapes and aliasing are the meta
+    op's); when all its inputs have values, it also runs on their host
+    copies, and its outputs keep the result if they have at most
+    ``max_numel`` elements. Reading a value (``.item()``) and ops whose
+    output shape depends on values (boolean indexing, ``nonzero``) then
+    work; an op over a value-less tensor that needs such values gets the
+    host copies of its integer and boolean arguments (meta tensors index
+    with host indices). Random ops give no values; an in-place op that
+    cannot update a value drops it, and those of every view of the same
+    storage.
+
+    FLOPs (:attr:`flops`) are counted by ``torch.utils.flop_counter``'s
+    rules -- its formulas, and its decomposition of ops it has none for --
+    over the ops the model runs, not the host copies: the total
+    ``FlopCounterMode`` gives, without its per-module attribution, which
+    costs as much as the rest of the pass.
+    """
+
+    def __init__(self, max_numel=2**24):
+        super().__init__()
+        self.max_numel = max_numel
+        self.values = WeakIdKeyDictionary()
+        self.stale = set()
+        self.flops = 0
+        self._decomposable = {}
+
+    def value(self, tensor):
+        """The host value of ``tensor``: itself off meta, else the tracked
+        one, or None."""
+        if not tensor.is_meta:
+            return tensor
+        if tensor.untyped_storage()._cdata in self.stale:
+            return None
+        return self.values.get(tensor)
+
+    def _host(self, arg, metadata=False, index_only=False):
+        if isinstance(arg, torch.device) and arg.type == 'meta':
+            return HOST
+        if not isinstance(arg, torch.Tensor) or not arg.is_meta:
+            return arg
+        if metadata:
+            return torch.empty_strided(arg.shape, arg.stride(),
+                                       dtype=arg.dtype)
+        if index_only and arg.is_floating_point():
+            return arg
+        value = self.value(arg)
+        return arg if index_only and value is None else value
+
+    @staticmethod
+    def _written(func, args, kwargs):
+        """The tensors ``func`` writes to (in-place and ``out=``)."""
+        written = []
+        for i, arg in enumerate(func._schema.arguments):
+            if arg.alias_info is None or not arg.alias_info.is_write:
+                continue
+            value = args[i] if i < len(args) else kwargs.get(arg.name)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            written += [v for v in values if isinstance(v, torch.Tensor)]
+        return written
+
+    def _decomposes(self, func):
+        """Whether ``func.decompose`` would decompose (cached)."""
+        known = self._decomposable.get(func)
+        if known is None:
+            key = torch._C.DispatchKey.CompositeImplicitAutograd
+            known = key in func.py_kernels or \
+                torch._C._dispatch_has_kernel_for_dispatch_key(func.name(),
+                                                               key)
+            self._decomposable[func] = known
+        return known
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func not in FLOP_FORMULAS and func is not \
+                torch.ops.prim.device.default and self._decomposes(func):
+            with self:
+                out = func.decompose(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
+        out = self._run(func, args, kwargs)
+        formula = FLOP_FORMULAS.get(func._overloadpacket)
+        if formula is not None:
+            self.flops += formula(*args, **kwargs, out_val=out)
+        return out
+
+    def _run(self, func, args, kwargs):
+        flat, spec = tree_flatten((args, kwargs))
+        if not any(isinstance(a, torch.Tensor) and a.is_meta
+                   or isinstance(a, torch.device) and a.type == 'meta'
+                   for a in flat):
+            return func(*args, **kwargs)
+        host = [self._host(a, metadata=i == 0 and func in METADATA_ONLY)
+                for i, a in enumerate(flat)]
+        valued = not any(isinstance(a, torch.Tensor) and h is None
+                         for a, h in zip(flat, host))
+        random = torch.Tag.nondeterministic_seeded in func.tags
+        written = self._written(func, args, kwargs)
+        try:
+            out, failed = func(*args, **kwargs), None
+        except (NotImplementedError, RuntimeError) as error:
+            out, failed = None, error
+        if valued and not random and (failed is not None or written or all(
+                o.numel() <= self.max_numel for o in tree_flatten(out)[0]
+                if isinstance(o, torch.Tensor))):
+            host_args, host_kwargs = tree_unflatten(host, spec)
+            try:
+                real, computed = func(*host_args, **host_kwargs), True
+            except (NotImplementedError, RuntimeError):
+                if failed is not None:
+                    raise
+                computed = False  # no host kernel: outputs stay value-less
+        else:
+            computed = False
+        if computed:
+            if failed is not None:
+                out = tree_map(lambda r: r.to(META)
+                               if isinstance(r, torch.Tensor) else r, real)
+            fresh = not func.is_view and not written
+            for o, r in zip(tree_flatten(out)[0], tree_flatten(real)[0]):
+                if isinstance(o, torch.Tensor) and o.is_meta:
+                    self.values[o] = r
+                    if fresh:
+                        self.stale.discard(o.untyped_storage()._cdata)
+            return out
+        if failed is not None:
+            retry = [self._host(a, index_only=True) for a in flat]
+            if all(r is a for r, a in zip(retry, flat)):
+                raise failed
+            retry_args, retry_kwargs = tree_unflatten(retry, spec)
+            out = func(*retry_args, **retry_kwargs)
+        for tensor in written:
+            if tensor.is_meta:
+                self.stale.add(tensor.untyped_storage()._cdata)
+        return out
 
 
 def to_meta(data):
@@ -121,7 +283,7 @@ def meta_training_step(model, batch):
     data = dict(data, inputs=to_meta(data['inputs']))
     saved = SavedTensors(model)
     tokens, handle = llm_token_counter(model)
-    counter = FlopCounterMode(display=False)
+    counter = MetaValues()
     try:
         with meta_attention(), counter:
             with torch.autograd.graph.saved_tensors_hooks(saved.pack,
@@ -133,5 +295,5 @@ def meta_training_step(model, batch):
             loss.backward()
     finally:
         handle.remove()
-    return dict(result, flops=counter.get_total_flops(),
+    return dict(result, flops=counter.flops,
                 llm_tokens=tokens['count'])

@@ -6,9 +6,10 @@ gradients, optimizer states, activations, fits or not.
         [--cfg-options key=value ...]
 
 Builds the model on the meta device from its architecture alone (no weights,
-no GPU; a missing checkpoints/Janus-Pro-* folder is replaced by the published
-architecture of its name) and runs one training step there. The method and
-what it leaves out: reca_toolkit/engine/memory_estimate.py.
+no GPU; a missing weights folder is replaced by the published architecture:
+checkpoints/Janus-Pro-* by its name, Harmon by its ``variant``) and runs one
+training step there. The method and what it leaves out:
+reca_toolkit/engine/memory_estimate.py.
 """
 import argparse
 import json

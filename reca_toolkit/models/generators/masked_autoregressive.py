@@ -90,7 +90,10 @@ class MaskedAutoregressiveGenerator(nn.Module):
         attn_dropout, proj_dropout: the blocks' dropout. MAR and Harmon train
             with 0.1; dropout draws from the global RNG, so with it the loss
             is no longer a function of the draws alone.
-        grad_checkpointing: recompute blocks in the backward.
+        grad_checkpointing: recompute blocks in the backward: the encoder's,
+            the decoder's and the diffusion head's residual blocks (setting
+            the attribute later, as ``BaseUMM.enable_checkpointing`` does,
+            switches all three).
     """
 
     def __init__(self, encoder_dim, encoder_depth, encoder_heads,
@@ -151,6 +154,18 @@ class MaskedAutoregressiveGenerator(nn.Module):
         self.diffloss = DiffusionHead(token_dim, decoder_dim,
                                       grad_checkpointing=grad_checkpointing,
                                       **head)
+
+    @property
+    def grad_checkpointing(self):
+        return self._grad_checkpointing
+
+    @grad_checkpointing.setter
+    def grad_checkpointing(self, value):
+        self._grad_checkpointing = value
+        # The head keeps its own flag; 'diffloss' is absent while __init__
+        # runs.
+        if 'diffloss' in self._modules:
+            self.diffloss.net.grad_checkpointing = value
 
     def _init_weights(self):
         for param in (self.fake_latent, self.mask_token,
