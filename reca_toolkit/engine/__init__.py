@@ -1,13 +1,16 @@
 from . import compat
 from .config_check import ConfigError, check_config
 from .fsdp import RecAFlexibleRunner, RecAFSDPStrategy
-from .hooks import HFExportHook, SampleGridHook, SkippedImagesHook
-from .launch import load_config, setup_distributed, test, train
+from .hooks import (CheckpointError, CheckpointHook, HFExportHook,
+                    SampleGridHook, SkippedImagesHook)
+from .launch import (NothingToResume, load_config, setup_distributed, test,
+                     train)
 from .loops import ResumableIterBasedTrainLoop
 from .optim_constructor import DecayGroupsOptimWrapperConstructor
 
-__all__ = ['compat', 'ConfigError', 'check_config', 'HFExportHook',
-           'SampleGridHook', 'SkippedImagesHook', 'load_config',
+__all__ = ['compat', 'ConfigError', 'check_config', 'CheckpointError',
+           'CheckpointHook', 'HFExportHook', 'SampleGridHook',
+           'SkippedImagesHook', 'NothingToResume', 'load_config',
            'setup_distributed', 'test', 'train',
            'ResumableIterBasedTrainLoop', 'DecayGroupsOptimWrapperConstructor',
            'RecAFlexibleRunner', 'RecAFSDPStrategy']
