@@ -6,11 +6,12 @@ from .hooks import (CheckpointError, CheckpointHook, HFExportHook,
 from .launch import (NothingToResume, load_config, setup_distributed, test,
                      train)
 from .loops import ResumableIterBasedTrainLoop
+from .nonfinite import NonFiniteLossError
 from .optim_constructor import DecayGroupsOptimWrapperConstructor
 
 __all__ = ['compat', 'ConfigError', 'check_config', 'CheckpointError',
            'CheckpointHook', 'HFExportHook', 'SampleGridHook',
            'SkippedImagesHook', 'NothingToResume', 'load_config',
-           'setup_distributed', 'test', 'train',
+           'setup_distributed', 'test', 'train', 'NonFiniteLossError',
            'ResumableIterBasedTrainLoop', 'DecayGroupsOptimWrapperConstructor',
            'RecAFlexibleRunner', 'RecAFSDPStrategy']

@@ -6,23 +6,30 @@ from mmengine.runner.loops import (BaseLoop, IterBasedTrainLoop,
                                    _InfiniteDataloaderIterator)
 from mmengine.runner.utils import calc_dynamic_intervals
 
+from reca_toolkit.engine.nonfinite import SkipNonFiniteUpdates
 from reca_toolkit.registry import LOOPS
 
 
 @LOOPS.register_module()
 class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
-    """``IterBasedTrainLoop`` that resumes the data stream in O(1).
+    """``IterBasedTrainLoop`` that resumes the data stream in O(1) and
+    survives non-finite steps.
 
-    MMEngine's loop resumes at iteration k by loading and discarding k
-    batches. With a batch sampler that has ``set_start_iter`` (the
-    ``MultiSourceBatchSampler``), this loop starts the stream at k directly;
-    the samples of every step are the same as in an uninterrupted run.
-    The data iterator is created in :meth:`run`, after the resume, so no
-    batch is prefetched from the wrong position.
+    * Resume: MMEngine's loop resumes at iteration k by loading and
+      discarding k batches. With a batch sampler that has ``set_start_iter``
+      (the ``MultiSourceBatchSampler``), this loop starts the stream at k
+      directly; the samples of every step are the same as in an
+      uninterrupted run. The data iterator is created in :meth:`run`, after
+      the resume, so no batch is prefetched from the wrong position.
+    * Non-finite steps: an update whose loss or gradient norm is NaN or inf
+      is not applied (``nonfinite.SkipNonFiniteUpdates``); after
+      ``max_nonfinite_steps`` in a row training stops with
+      ``NonFiniteLossError`` naming the iteration, objective and losses.
     """
 
     def __init__(self, runner, dataloader, max_iters, val_begin=1,
-                 val_interval=1000, dynamic_intervals=None):
+                 val_interval=1000, dynamic_intervals=None,
+                 max_nonfinite_steps=3):
         BaseLoop.__init__(self, runner, dataloader)
         self._max_iters = int(max_iters)
         self._max_epochs = 1
@@ -36,6 +43,8 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
         self.dataloader_iterator = None
         self.dynamic_milestones, self.dynamic_intervals = \
             calc_dynamic_intervals(self.val_interval, dynamic_intervals)
+        self.max_nonfinite_steps = max_nonfinite_steps
+        self.updates = None
 
     def _start_data(self):
         batch_sampler = self.dataloader.batch_sampler
@@ -70,6 +79,9 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
         hub.update_info('data_seed', sampler.seed)
 
     def run(self):
+        # Built here: the runner builds its optim wrapper after the loop.
+        self.updates = SkipNonFiniteUpdates(self.runner.optim_wrapper,
+                                            self.max_nonfinite_steps)
         self.runner.call_hook('before_train')
         self.runner.call_hook('before_train_epoch')
         self._start_data()
@@ -86,3 +98,13 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
         self.runner.call_hook('after_train_epoch')
         self.runner.call_hook('after_train')
         return self.runner.model
+
+    def run_iter(self, data_batch):
+        self.runner.call_hook('before_train_iter', batch_idx=self._iter,
+                              data_batch=data_batch)
+        outputs = self.runner.model.train_step(data_batch,
+                                               optim_wrapper=self.updates)
+        outputs = self.updates.record(self.runner, self._iter + 1, outputs)
+        self.runner.call_hook('after_train_iter', batch_idx=self._iter,
+                              data_batch=data_batch, outputs=outputs)
+        self._iter += 1
