@@ -1,19 +1,25 @@
-"""Fault injection, training: NaN and inf (divergence).
+"""Fault injection, training: SIGTERM and SIGUSR1 (preemption), NaN and inf
+(divergence), and tools/slurm_train.sh's requeue.
 
 Every test asserts what a user gets: the message, the exit status, and that
 no completed work is lost. docs/reliability.md tabulates them.
 """
 import json
 import math
+import os
 import re
+import signal
+import subprocess
+import time
 
 import pytest
 import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from fault_injection import CONFIG, SHORT, options
-from reca_toolkit.engine import NonFiniteLossError, train
+from fault_injection import CONFIG, REPO, SHORT, child, options
+from reca_toolkit.engine import (EXIT_PREEMPTED, NonFiniteLossError,
+                                 TrainingPreempted, train)
 from reca_toolkit.engine.checkpoint import find_latest_checkpoint
 from reca_toolkit.registry import HOOKS
 
@@ -28,11 +34,28 @@ def log_text(work_dir):
     return '\n'.join(p.read_text() for p in sorted(work_dir.glob('*/*.log')))
 
 
+def saved_iter(path):
+    return torch.load(path, weights_only=True, mmap=True)['meta']['iter']
+
+
 def trainable(runner):
     model = runner.model.module if is_model_wrapper(runner.model) \
         else runner.model
     return {n: p.detach().clone() for n, p in model.named_parameters()
             if p.requires_grad}
+
+
+@HOOKS.register_module(force=True)
+class FaultTestSignalHook(Hook):
+    """Sends this process ``signal_name`` during iteration ``at``."""
+
+    def __init__(self, at, signal_name):
+        self.at, self.signal_name = at, signal_name
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        if runner.iter + 1 == self.at:
+            os.kill(os.getpid(), getattr(signal, self.signal_name))
 
 
 @HOOKS.register_module(force=True)
@@ -63,6 +86,118 @@ class FaultTestNaNHook(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
         self.WEIGHTS[self.key].append(trainable(runner))
+
+
+# --------------------------------------------------------------------------
+# Preemption
+# --------------------------------------------------------------------------
+def wait_for(log, pattern, process, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.is_alive():
+        if log.exists() and re.search(pattern, log.read_text()):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f'{pattern!r} never appeared in {log}:\n'
+                         + (log.read_text() if log.exists() else ''))
+
+
+def test_sigterm_saves_at_the_step_boundary_and_exits_for_requeue(tmp_path):
+    """Slurm's preemption: SIGTERM to the job step's process group (the
+    trainer and its DataLoader worker), in the middle of a run whose
+    regular checkpoints are far apart. The job script's command, with
+    --resume --allow-no-checkpoint, both starts and continues the run."""
+    work_dir, log = tmp_path / 'work', tmp_path / 'train.log'
+    command = [CONFIG, '--work-dir', work_dir, '--resume',
+               '--allow-no-checkpoint', '--cfg-options', *SHORT,
+               'default_hooks.checkpoint.interval=1000',
+               'train_dataloader.num_workers=1']
+    with child([*command, 'train_cfg.max_iters=1000'], log) as process:
+        wait_for(log, r'Iter\(train\) \[\s*2/1000\]', process)
+        os.killpg(process.pid, signal.SIGTERM)
+        process.join(timeout=300)
+        assert process.exitcode == EXIT_PREEMPTED
+
+    text = log.read_text()
+    assert (f'--resume: {work_dir} holds no complete checkpoint to resume '
+            'from; starting from scratch (--allow-no-checkpoint)') in text
+    stopped = re.search(r'SIGTERM received: stopped after iteration (\d+) '
+                        r'and saved (\S+); exiting with status 75', text)
+    assert stopped, text[-3000:]
+    last = int(stopped.group(1))
+    path = str(work_dir / f'iter_{last}.pth')
+    assert stopped.group(2) == path
+    # No completed iteration is lost: the checkpoint holds the last one.
+    logged = [r['iter'] for r in records(work_dir)[0]]
+    assert logged == list(range(1, last + 1)) and last >= 2
+    assert saved_iter(path) == last
+    assert (work_dir / 'last_checkpoint').read_text() == path
+
+    # The requeued job runs the same command and continues.
+    train(CONFIG, work_dir=str(work_dir), resume='auto',
+          allow_no_checkpoint=True,
+          cfg_options=options(*SHORT, f'train_cfg.max_iters={last + 1}'))
+    assert [r['iter'] for r in records(work_dir)[-1]] == [last + 1]
+
+
+def test_sigusr1_saves_and_stops_in_process(tmp_path):
+    """``#SBATCH --signal=USR1@...``: the same stop, here in this process;
+    the signal handlers are restored afterwards."""
+    before = signal.getsignal(signal.SIGUSR1)
+    with pytest.raises(TrainingPreempted) as info:
+        train(CONFIG, work_dir=str(tmp_path), cfg_options=dict(
+            options(*SHORT, 'train_cfg.max_iters=5',
+                    'default_hooks.checkpoint.interval=1000'),
+            custom_hooks=[dict(type='FaultTestSignalHook', at=2,
+                               signal_name='SIGUSR1')]))
+    assert (info.value.signal_name, info.value.iteration) == ('SIGUSR1', 2)
+    assert info.value.checkpoint == str(tmp_path / 'iter_2.pth')
+    assert saved_iter(tmp_path / 'iter_2.pth') == 2
+    assert signal.getsignal(signal.SIGUSR1) is before
+
+
+@pytest.fixture
+def fake_slurm(tmp_path):
+    """``srun`` exiting with $SRUN_STATUS and ``scontrol`` recording its
+    arguments, first on PATH."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    (bin_dir / 'srun').write_text('#!/bin/sh\nexit "$SRUN_STATUS"\n')
+    (bin_dir / 'scontrol').write_text(
+        f'#!/bin/sh\necho "$@" >> {tmp_path}/scontrol.txt\n')
+    for tool in ('srun', 'scontrol'):
+        (bin_dir / tool).chmod(0o755)
+
+    def run(status, job_id=None):
+        env = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}',
+                   SRUN_STATUS=str(status))
+        env.pop('SLURM_JOB_ID', None)
+        if job_id is not None:
+            env['SLURM_JOB_ID'] = job_id
+        proc = subprocess.run(
+            ['bash', 'tools/slurm_train.sh', 'part', 'job', CONFIG, 'wd'],
+            cwd=REPO, env=env, capture_output=True, text=True)
+        calls = tmp_path / 'scontrol.txt'
+        return proc, calls.read_text() if calls.exists() else ''
+
+    return run
+
+
+def test_slurm_train_requeues_on_the_preempted_status(fake_slurm):
+    proc, scontrol = fake_slurm(EXIT_PREEMPTED, job_id='4242')
+    assert proc.returncode == EXIT_PREEMPTED
+    assert scontrol == 'requeue 4242\n'
+
+
+@pytest.mark.parametrize('status', [0, 1])
+def test_slurm_train_passes_other_statuses_through(fake_slurm, status):
+    proc, scontrol = fake_slurm(status, job_id='4242')
+    assert proc.returncode == status and scontrol == ''
+
+
+def test_slurm_train_outside_a_batch_job_says_how_to_continue(fake_slurm):
+    proc, scontrol = fake_slurm(EXIT_PREEMPTED)
+    assert proc.returncode == EXIT_PREEMPTED and scontrol == ''
+    assert 'run the same command with --resume' in proc.stderr
 
 
 # --------------------------------------------------------------------------

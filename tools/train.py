@@ -5,6 +5,10 @@
         [--amp] [--cfg-options key=value ...]
         [--launcher {none,pytorch,slurm}]
 
+Exit status: 0 when training completed; 75 when SIGTERM or SIGUSR1 stopped
+it after saving a checkpoint (tools/slurm_train.sh requeues the job on 75;
+anywhere else, run the same command with --resume); 1 on an error.
+
 Configs are Python files and are executed when loaded: run only configs you
 trust.
 """
@@ -49,11 +53,15 @@ def parse_args():
 def main():
     args = parse_args()
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
-    from reca_toolkit.engine import train
-    train(args.config, work_dir=args.work_dir, resume=args.resume,
-          load_from=args.load_from, amp=args.amp,
-          cfg_options=args.cfg_options, launcher=args.launcher,
-          allow_no_checkpoint=args.allow_no_checkpoint)
+    from reca_toolkit.engine import EXIT_PREEMPTED, TrainingPreempted, train
+    try:
+        train(args.config, work_dir=args.work_dir, resume=args.resume,
+              load_from=args.load_from, amp=args.amp,
+              cfg_options=args.cfg_options, launcher=args.launcher,
+              allow_no_checkpoint=args.allow_no_checkpoint)
+    except TrainingPreempted:
+        # Logged by the train loop, with the checkpoint it saved.
+        sys.exit(EXIT_PREEMPTED)
 
 
 if __name__ == '__main__':

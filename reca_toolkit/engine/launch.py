@@ -131,6 +131,10 @@ def train(config, work_dir=None, resume=None, load_from=None, amp=False,
             anything is written, unless ``allow_no_checkpoint``.
         load_from: initialise the model from a checkpoint (weights only).
         amp: bf16 autocast via ``AmpOptimWrapper`` (GPU only).
+
+    Raises:
+        TrainingPreempted: a stop signal ended training after a checkpoint
+            (``tools/train.py`` exits with ``EXIT_PREEMPTED``).
     """
     cfg = load_config(config, cfg_options, work_dir)
     if resume and load_from:

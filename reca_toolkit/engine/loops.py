@@ -1,19 +1,25 @@
-"""An iteration-based train loop whose resume does not replay the data."""
+"""The iteration-based train loop of every reca_toolkit config."""
 import bisect
+import functools
 
+from mmengine.dist import barrier
 from mmengine.logging import print_log
 from mmengine.runner.loops import (BaseLoop, IterBasedTrainLoop,
                                    _InfiniteDataloaderIterator)
 from mmengine.runner.utils import calc_dynamic_intervals
 
+from reca_toolkit.engine.hooks.checkpoint_hook import CheckpointHook
 from reca_toolkit.engine.nonfinite import SkipNonFiniteUpdates
+from reca_toolkit.engine.preemption import (EXIT_PREEMPTED, StopSignals,
+                                            TrainingPreempted,
+                                            workers_ignore_stop_signals)
 from reca_toolkit.registry import LOOPS
 
 
 @LOOPS.register_module()
 class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
-    """``IterBasedTrainLoop`` that resumes the data stream in O(1) and
-    survives non-finite steps.
+    """``IterBasedTrainLoop`` that resumes the data stream in O(1), survives
+    non-finite steps and stops cleanly on a signal.
 
     * Resume: MMEngine's loop resumes at iteration k by loading and
       discarding k batches. With a batch sampler that has ``set_start_iter``
@@ -25,6 +31,11 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
       is not applied (``nonfinite.SkipNonFiniteUpdates``); after
       ``max_nonfinite_steps`` in a row training stops with
       ``NonFiniteLossError`` naming the iteration, objective and losses.
+    * Signals: on SIGTERM or SIGUSR1 the running step completes, the
+      ``CheckpointHook`` saves, and ``TrainingPreempted`` is raised
+      (``tools/train.py`` exits with status 75, which
+      ``tools/slurm_train.sh`` requeues). A validation due at that step is
+      left out.
     """
 
     def __init__(self, runner, dataloader, max_iters, val_begin=1,
@@ -47,6 +58,9 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
         self.updates = None
 
     def _start_data(self):
+        # Set before the iterator starts the workers.
+        self.dataloader.worker_init_fn = functools.partial(
+            workers_ignore_stop_signals, self.dataloader.worker_init_fn)
         batch_sampler = self.dataloader.batch_sampler
         if hasattr(batch_sampler, 'set_start_iter'):
             self._restore_data_seed(batch_sampler.sampler)
@@ -82,12 +96,19 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
         # Built here: the runner builds its optim wrapper after the loop.
         self.updates = SkipNonFiniteUpdates(self.runner.optim_wrapper,
                                             self.max_nonfinite_steps)
+        with StopSignals() as stop:
+            return self._run(stop)
+
+    def _run(self, stop):
         self.runner.call_hook('before_train')
         self.runner.call_hook('before_train_epoch')
         self._start_data()
         while self._iter < self._max_iters and not self.stop_training:
             self.runner.model.train()
             self.run_iter(next(self.dataloader_iterator))
+            signal_name = stop.received()
+            if signal_name is not None:
+                self._save_and_stop(signal_name)
             step = bisect.bisect(self.dynamic_milestones, self._iter + 1)
             self.val_interval = self.dynamic_intervals[step - 1]
             if (self.runner.val_loop is not None
@@ -108,3 +129,18 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
         self.runner.call_hook('after_train_iter', batch_idx=self._iter,
                               data_batch=data_batch, outputs=outputs)
         self._iter += 1
+
+    def _save_and_stop(self, signal_name):
+        hook = next((h for h in self.runner.hooks
+                     if isinstance(h, CheckpointHook)), None)
+        path = hook.save_now(self.runner) if hook is not None else None
+        # Ranks exit together, after rank 0 has written the checkpoint and
+        # last_checkpoint: srun --kill-on-bad-exit and torchrun end every
+        # rank as soon as one exits with a failure status.
+        barrier()
+        stopped = TrainingPreempted(signal_name, self._iter, path)
+        self.runner.logger.warning(
+            f'{stopped}; exiting with status {EXIT_PREEMPTED}, on which '
+            'tools/slurm_train.sh requeues the job (elsewhere, run again '
+            'with --resume)')
+        raise stopped

@@ -75,6 +75,18 @@ class CheckpointHook(MMEngineCheckpointHook):
                     f'removed {path}, left by a checkpoint write that was '
                     'interrupted')
 
+    def save_now(self, runner):
+        """Save at the boundary after iteration ``runner.iter`` (all its
+        hooks have run), unless that iteration is saved already; return the
+        checkpoint's path. Used when training is stopped by a signal."""
+        step = runner.iter
+        path = self.file_backend.join_path(self.out_dir,
+                                           self.filename_tmpl.format(step))
+        if self.last_ckpt != path:
+            self._save_checkpoint_with_step(
+                runner, step, meta=dict(epoch=runner.epoch, iter=step))
+        return path
+
     def _save_checkpoint_with_step(self, runner, step, meta):
         filename = self.filename_tmpl.format(step)
         path = self.file_backend.join_path(self.out_dir, filename)
