@@ -2,7 +2,8 @@
 import bisect
 import functools
 
-from mmengine.dist import barrier
+import torch
+from mmengine.dist import all_reduce, barrier, get_world_size
 from mmengine.logging import print_log
 from mmengine.runner.loops import (BaseLoop, IterBasedTrainLoop,
                                    _InfiniteDataloaderIterator)
@@ -16,10 +17,27 @@ from reca_toolkit.engine.preemption import (EXIT_PREEMPTED, StopSignals,
 from reca_toolkit.registry import LOOPS
 
 
+def global_mean(log_vars):
+    """``log_vars`` averaged over ranks, as floats.
+
+    Each rank's loss is its share of the global mean (``losses.global_mean``
+    scales it by the world size), so their average is the loss a single
+    process computes on the whole batch. Unreduced, every rank logged its
+    own, and rank 0's went into the logs and into the smoothing window that
+    checkpoints carry across a resume. Ranks log the same keys: every step
+    draws every source on every rank.
+    """
+    values = torch.tensor([float(torch.as_tensor(v).detach())
+                           for v in log_vars.values()])
+    if get_world_size() > 1:
+        all_reduce(values, op='mean')
+    return dict(zip(log_vars, values.tolist()))
+
+
 @LOOPS.register_module()
 class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
     """``IterBasedTrainLoop`` that resumes the data stream in O(1), survives
-    non-finite steps and stops cleanly on a signal.
+    non-finite steps, stops cleanly on a signal and logs global losses.
 
     * Resume: MMEngine's loop resumes at iteration k by loading and
       discarding k batches. With a batch sampler that has ``set_start_iter``
@@ -36,6 +54,8 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
       (``tools/train.py`` exits with status 75, which
       ``tools/slurm_train.sh`` requeues). A validation due at that step is
       left out.
+    * Logging: the losses hooks see and log are averaged over ranks
+      (:func:`global_mean`), equal to a single process's.
     """
 
     def __init__(self, runner, dataloader, max_iters, val_begin=1,
@@ -125,7 +145,8 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
                               data_batch=data_batch)
         outputs = self.runner.model.train_step(data_batch,
                                                optim_wrapper=self.updates)
-        outputs = self.updates.record(self.runner, self._iter + 1, outputs)
+        outputs = self.updates.record(self.runner, self._iter + 1,
+                                      global_mean(outputs))
         self.runner.call_hook('after_train_iter', batch_idx=self._iter,
                               data_batch=data_batch, outputs=outputs)
         self._iter += 1
