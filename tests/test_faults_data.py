@@ -1,5 +1,5 @@
 """Fault injection, images: every kind of odd or bad file through the one
-loader, and its one skip policy in the sample-grid hook.
+loader, its one skip policy in the sample-grid hook, and captioned grids.
 
 docs/reliability.md tabulates what a user gets for each.
 """
@@ -10,13 +10,15 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import REPO
 from reca_toolkit.datasets import (ImageLoadError, MultiSourceDataset,
                                    load_image)
 from reca_toolkit.datasets.transforms.loading import to_rgb
-from reca_toolkit.engine.hooks import SampleGridHook
+from reca_toolkit.engine.hooks import EvalSampleGridHook, SampleGridHook
+from reca_toolkit.visualization import make_grid
 
 RAMP = np.tile(np.linspace(0, 65535, 256).round().astype(np.uint16), (8, 1))
 
@@ -265,3 +267,64 @@ def test_sample_grid_hook_stops_on_a_bad_image_when_training_does(
     with pytest.raises(ImageLoadError, match=re.escape(str(bad))):
         SampleGridHook(num_images=4).before_train(
             grid_runner(image_folder, skip_bad_images=False))
+
+
+# --------------------------------------------------------------------------
+# Captioned grids
+# --------------------------------------------------------------------------
+def strips(grid, rows, tile=32, pad=2, ncols=2):
+    """The caption strip under each tile of a ``make_grid`` grid."""
+    height = (grid.shape[0] - pad) // rows - pad
+    return [grid[pad + r * (height + pad) + tile:
+                 pad + r * (height + pad) + height,
+                 pad + c * (tile + pad):pad + c * (tile + pad) + tile]
+            for r in range(rows) for c in range(ncols)]
+
+
+class Recorder(SimpleNamespace):
+    def add_image(self, name, image, step):
+        self.images[name] = image
+
+
+def test_sample_grid_tiles_carry_their_captions(image_folder):
+    hook = SampleGridHook(num_images=2, prompts=['a red circle', 'a cat'])
+    runner = grid_runner(image_folder, skip_bad_images=False)
+    hook.before_train(runner)
+    model = SimpleNamespace(
+        parameters=lambda: iter([torch.zeros(1)]), training=True,
+        eval=lambda: None, train=lambda mode: None,
+        reconstruct=lambda x, seed, **k: torch.zeros_like(x),
+        generate=lambda prompts, seed, **k: torch.zeros(len(prompts), 3, 32,
+                                                        32))
+    runner.model, runner.visualizer = model, Recorder(images={})
+    runner.optim_wrapper = SimpleNamespace()
+    hook.log_grids(runner, step=1)
+    recon = runner.visualizer.images['reconstruction']
+    prompts = runner.visualizer.images['prompts']
+    for grid, rows in ((recon, 2), (prompts, 1)):
+        captions = strips(grid, rows)
+        assert all((strip != 255).any() for strip in captions)
+    top, _, bottom, _ = strips(recon, 2)
+    assert not np.array_equal(top, bottom)        # 'input', 'reconstruction'
+    assert not np.array_equal(*strips(prompts, 1))
+
+
+def test_eval_grid_tiles_carry_their_prompts():
+    hook = EvalSampleGridHook(num_images=2, ncols=2)
+    hook._collect([dict(pred=torch.zeros(3, 32, 32), prompt='a red circle'),
+                   dict(pred=torch.zeros(3, 32, 32), prompt='')])
+    runner = SimpleNamespace(visualizer=Recorder(images={}),
+                             logger=SimpleNamespace(info=lambda m: None))
+    hook._log(runner, 'val_samples', 5)
+    grid = runner.visualizer.images['val_samples']
+    assert all((strip != 255).any() for strip in strips(grid, 1))
+
+
+def test_make_grid_without_captions_is_unchanged():
+    grid = make_grid(torch.zeros(2, 3, 8, 8), ncols=2)
+    assert grid.shape == (12, 22, 3)
+
+
+def test_make_grid_needs_a_caption_per_image():
+    with pytest.raises(ValueError, match='1 captions for 2 images'):
+        make_grid(torch.zeros(2, 3, 8, 8), ncols=2, captions=['x'])

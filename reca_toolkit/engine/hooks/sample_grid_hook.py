@@ -23,11 +23,11 @@ def sampling_context(runner):
 @HOOKS.register_module()
 class SampleGridHook(Hook):
     """Every ``interval`` iterations and at the end of training, log two PNG
-    grids through the runner's visualizer:
+    grids through the runner's visualizer, each tile captioned:
 
-    * ``reconstruction``: fixed training images (top row) and the model's
-      reconstructions of them (bottom row);
-    * ``prompts``: one sample per fixed text prompt.
+    * ``reconstruction``: fixed training images (top row, 'input') and the
+      model's reconstructions of them (bottom row, 'reconstruction');
+    * ``prompts``: one sample per fixed text prompt, under its prompt.
 
     Args:
         interval: iterations between grids.
@@ -103,13 +103,15 @@ class SampleGridHook(Hook):
                 runner.visualizer.add_image(
                     'reconstruction',
                     make_grid(torch.cat([target, recon.to(device)]),
-                              ncols=len(target)), step=step)
+                              ncols=len(target),
+                              captions=['input'] * len(target)
+                              + ['reconstruction'] * len(recon)), step=step)
             if self.prompts:
                 images = model.generate(self.prompts, seed=self.seed,
                                         **self.sampling)
                 runner.visualizer.add_image(
-                    'prompts', make_grid(images, ncols=len(images)),
-                    step=step)
+                    'prompts', make_grid(images, ncols=len(images),
+                                         captions=self.prompts), step=step)
         model.train(was_training)
         print_log(f'sample grids logged at iteration {step}',
                   logger='current')
