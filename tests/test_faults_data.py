@@ -137,7 +137,7 @@ def test_valid_jpegs_load(tmp_path, options):
     assert load_image(path).size == (128, 128)
 
 
-def test_jpeg_with_an_exif_thumbnail_loads(tmp_path):
+def test_jpeg_with_exif_data_loads(tmp_path):
     exif = Image.Exif()
     exif[0x010E] = 'a description'
     path = save(tmp_path, 'exif.jpg', Image.fromarray(scene()),
