@@ -138,6 +138,8 @@ CASES = {
     'STRATEGIES': {'RecAFSDPStrategy': (None, None)},
     'RUNNERS': {'RecAFlexibleRunner': (None, None)},
     'HOOKS': {
+        'CheckpointHook': (dict(interval=5, by_epoch=False,
+                                max_keep_ckpts=1), {}),
         'SampleGridHook': (dict(interval=5, prompts=['a red square']), {}),
         'HFExportHook': (dict(out_dir='export'), {}),
         'SkippedImagesHook': ({}, {}),

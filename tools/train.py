@@ -1,8 +1,13 @@
 """Train a reca_toolkit config.
 
     python tools/train.py configs/reca/janus_pro.py [--work-dir DIR]
-        [--resume [auto|PATH]] [--load-from PATH] [--amp]
-        [--cfg-options key=value ...] [--launcher {none,pytorch,slurm}]
+        [--resume [auto|PATH] [--allow-no-checkpoint]] [--load-from PATH]
+        [--amp] [--cfg-options key=value ...]
+        [--launcher {none,pytorch,slurm}]
+
+Exit status: 0 when training completed; 75 when SIGTERM or SIGUSR1 stopped
+it after saving a checkpoint (tools/slurm_train.sh requeues the job on 75;
+anywhere else, run the same command with --resume); 1 on an error.
 
 Configs are Python files and are executed when loaded: run only configs you
 trust.
@@ -24,8 +29,13 @@ def parse_args():
     parser.add_argument('--work-dir', help='where logs and checkpoints go')
     parser.add_argument(
         '--resume', nargs='?', const='auto',
-        help='resume from PATH, or from the latest checkpoint in the work '
-        'directory when given without a value')
+        help='resume from PATH, or from the newest complete checkpoint in '
+        'the work directory when given without a value; an error if there '
+        'is none')
+    parser.add_argument(
+        '--allow-no-checkpoint', action='store_true',
+        help='with --resume: when there is no checkpoint, warn and start '
+        'from scratch (for job scripts that always pass --resume)')
     parser.add_argument('--load-from', help='initialise from a checkpoint')
     parser.add_argument('--amp', action='store_true',
                         help='bf16 automatic mixed precision (GPU)')
@@ -43,10 +53,15 @@ def parse_args():
 def main():
     args = parse_args()
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
-    from reca_toolkit.engine import train
-    train(args.config, work_dir=args.work_dir, resume=args.resume,
-          load_from=args.load_from, amp=args.amp,
-          cfg_options=args.cfg_options, launcher=args.launcher)
+    from reca_toolkit.engine import EXIT_PREEMPTED, TrainingPreempted, train
+    try:
+        train(args.config, work_dir=args.work_dir, resume=args.resume,
+              load_from=args.load_from, amp=args.amp,
+              cfg_options=args.cfg_options, launcher=args.launcher,
+              allow_no_checkpoint=args.allow_no_checkpoint)
+    except TrainingPreempted:
+        # Logged by the train loop, with the checkpoint it saved.
+        sys.exit(EXIT_PREEMPTED)
 
 
 if __name__ == '__main__':

@@ -4,6 +4,8 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=10, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
+    # reca_toolkit's CheckpointHook (registered under MMEngine's name): the
+    # new checkpoint is complete on disk before an old one is deleted.
     checkpoint=dict(
         type='CheckpointHook', by_epoch=False, interval=1000,
         max_keep_ckpts=3, save_last=True),

@@ -45,24 +45,32 @@ class MultiSourceDataset(Dataset):
         return sum(len(s) for s in self.sources.values())
 
     def __getitem__(self, key):
-        source = self.sources[key.source]
-        index, skipped = key.index, 0
+        sample, skipped = self.load(key.source, key.index, key.draw)
+        sample.update(source=key.source, skipped=skipped)
+        return sample
+
+    def load(self, source, index, draw):
+        """Sample ``index`` of ``source`` under the one skip policy
+        (``skip_bad_images``) of the training data, which anything else
+        that reads training images (``SampleGridHook``) goes through too.
+
+        Returns ``(sample, skipped)``: with skipping, the sample is that of
+        index ``(index + skipped) % len(source)``.
+        """
+        images, skipped = self.sources[source], 0
         while True:
             try:
-                sample = source.prepare(index, key.draw)
-                break
+                return images.prepare((index + skipped) % len(images),
+                                      draw), skipped
             except ImageLoadError as e:
                 if not self.skip_bad_images:
                     raise
                 skipped += 1
                 print_log(f'skipped ({skipped} for this sample): {e}',
                           logger='current', level=30)
-                if skipped >= len(source):
+                if skipped >= len(images):
                     raise RuntimeError(
-                        f"no image of source '{key.source}' loads") from e
-                index = (index + 1) % len(source)
-        sample.update(source=key.source, skipped=skipped)
-        return sample
+                        f"no image of source '{source}' loads") from e
 
 
 def _stack(values):

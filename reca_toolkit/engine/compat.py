@@ -9,9 +9,12 @@ What each fix works around, with the errors MMEngine gives without it, is in
    resume files: ``MessageHub`` state is saved as plain lists and numbers, so
    nothing in a checkpoint needs unpickling. ``.safetensors`` files load with
    safetensors.
-2. Checkpoints are written to a temporary file and renamed, so an interrupted
-   save never leaves a half-written ``iter_N.pth``; and every Runner gets its
-   own ``randomness`` dict (MMEngine shares one default dict between them).
+2. Checkpoints are written with ``checkpoint.atomic_write`` (temporary
+   file, fsync, rename), so an interrupted save never leaves a half-written
+   ``iter_N.pth``; resuming picks ``checkpoint.find_latest_checkpoint``, the
+   newest complete checkpoint, whatever ``last_checkpoint`` says; and every
+   Runner gets its own ``randomness`` dict (MMEngine shares one default dict
+   between them).
 3. ``is_installed`` / ``get_installed_path`` use importlib instead of the
    removed ``pkg_resources``.
 4. DeepSpeed >= 0.17 removed ``deepspeed.runtime.fp16.onebit``; registering
@@ -21,13 +24,15 @@ import functools
 import importlib.metadata
 import importlib.util
 import inspect
-import os
 import os.path as osp
 import pickle
 import warnings
 
 import numpy as np
 import torch
+
+from reca_toolkit.engine.checkpoint import (atomic_write,
+                                            find_latest_checkpoint)
 
 _APPLIED = False
 _HISTORY_BUFFER_TAG = '__history_buffer__'
@@ -106,13 +111,8 @@ def _atomic_save_checkpoint(original):
     def save_checkpoint(checkpoint, filename, *args, **kwargs):
         if '://' in str(filename):
             return original(checkpoint, filename, *args, **kwargs)
-        tmp = f'{filename}.tmp-{os.getpid()}'
-        try:
-            original(checkpoint, tmp, *args, **kwargs)
-            os.replace(tmp, filename)
-        finally:
-            if osp.exists(tmp):
-                os.remove(tmp)
+        atomic_write(filename,
+                     lambda tmp: original(checkpoint, tmp, *args, **kwargs))
 
     return save_checkpoint
 
@@ -201,6 +201,11 @@ def apply():
     atomic_save = _atomic_save_checkpoint(mm_checkpoint.save_checkpoint)
     for module in (mm_checkpoint, mm_runner, mm_runner_package):
         module.save_checkpoint = atomic_save
+    # find_latest_checkpoint: Runner, FlexibleRunner and the strategies
+    # (which import it from mmengine.runner when they resume).
+    import mmengine.runner._flexible_runner as mm_flexible_runner
+    for module in (mm_runner, mm_flexible_runner, mm_runner_package):
+        module.find_latest_checkpoint = find_latest_checkpoint
     mm_runner.Runner.__init__ = _fresh_randomness(mm_runner.Runner.__init__)
 
     import mmengine.hub.hub as mm_hub

@@ -11,7 +11,9 @@ import os.path as osp
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
+from mmengine.logging import print_log
 
+from reca_toolkit.engine.checkpoint import find_latest_checkpoint, is_complete
 from reca_toolkit.engine.config_check import check_config
 
 
@@ -89,15 +91,50 @@ def build_runner(cfg):
     return Runner.from_cfg(cfg)
 
 
+class NothingToResume(FileNotFoundError):
+    """``--resume`` where there is no complete checkpoint."""
+
+
+def resolve_resume(resume, work_dir, allow_no_checkpoint=False):
+    """The checkpoint that ``resume`` ('auto' or a path) continues from, or
+    None to start fresh (only with ``allow_no_checkpoint``: a job script
+    that always passes ``--resume``, like a requeued Slurm job, also starts
+    the run)."""
+    if resume != 'auto':
+        if not is_complete(resume):
+            raise NothingToResume(
+                f"--resume {resume}: no such checkpoint, or it is incomplete "
+                "(cut short); give a complete .pth, or --resume alone for "
+                f"the newest complete one in the work directory")
+        return resume
+    found = find_latest_checkpoint(work_dir)
+    if found is None:
+        message = (f'--resume: {work_dir} holds no complete checkpoint to '
+                   'resume from')
+        if not allow_no_checkpoint:
+            raise NothingToResume(
+                message + '; train without --resume to start the run, or '
+                'add --allow-no-checkpoint to start it when there is none')
+        print_log(message + '; starting from scratch '
+                  '(--allow-no-checkpoint)', logger='current', level=30)
+    return found
+
+
 def train(config, work_dir=None, resume=None, load_from=None, amp=False,
-          cfg_options=None, launcher='none'):
+          cfg_options=None, launcher='none', allow_no_checkpoint=False):
     """Train ``config``.
 
     Args:
-        resume: 'auto' for the latest checkpoint in the work directory, or a
-            checkpoint path; None starts fresh.
+        resume: 'auto' for the newest complete checkpoint in the work
+            directory, or a checkpoint path; None starts fresh. Nothing to
+            resume is an error (:class:`NothingToResume`), found before
+            anything is written, unless ``allow_no_checkpoint``.
         load_from: initialise the model from a checkpoint (weights only).
         amp: bf16 autocast via ``AmpOptimWrapper`` (GPU only).
+
+    Raises:
+        TrainingPreempted: a stop signal ended training after a checkpoint
+            (``tools/train.py`` exits with ``EXIT_PREEMPTED``).
     """
     cfg = load_config(config, cfg_options, work_dir)
     if resume and load_from:
@@ -106,8 +143,9 @@ def train(config, work_dir=None, resume=None, load_from=None, amp=False,
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.dtype = 'bfloat16'
     if resume:
-        cfg.resume = True
-        cfg.load_from = None if resume == 'auto' else resume
+        cfg.load_from = resolve_resume(resume, cfg.work_dir,
+                                       allow_no_checkpoint)
+        cfg.resume = cfg.load_from is not None
     elif load_from:
         cfg.resume = False
         cfg.load_from = load_from

@@ -1,4 +1,4 @@
-from .loading import ImageLoadError, LoadImage
+from .loading import ImageLoadError, LoadImage, load_image
 from .views import ImageViews
 
-__all__ = ['ImageLoadError', 'LoadImage', 'ImageViews']
+__all__ = ['ImageLoadError', 'LoadImage', 'load_image', 'ImageViews']

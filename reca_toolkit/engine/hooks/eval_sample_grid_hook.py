@@ -14,8 +14,8 @@ class EvalSampleGridHook(Hook):
     ``val_samples`` at the training iteration (``test_samples`` at 0).
 
     A prediction holding several images per prompt contributes its first.
-    The prompts (or edit instructions) of the grid's images are logged
-    alongside as text.
+    Each tile is captioned with its prompt (or edit instruction;
+    'reconstruction' for reconstructions), which are also logged as text.
     """
 
     priority = 'LOW'
@@ -45,7 +45,9 @@ class EvalSampleGridHook(Hook):
     def _log(self, runner, name, step):
         if self.images and is_main_process():
             grid = make_grid(torch.stack(self.images),
-                             ncols=min(self.ncols, len(self.images)))
+                             ncols=min(self.ncols, len(self.images)),
+                             captions=[p or 'reconstruction'
+                                       for p in self.prompts])
             runner.visualizer.add_image(name, grid, step=step)
             if any(self.prompts):
                 runner.logger.info(f'{name} at {step}: ' + ' | '.join(

@@ -23,16 +23,18 @@ def sampling_context(runner):
 @HOOKS.register_module()
 class SampleGridHook(Hook):
     """Every ``interval`` iterations and at the end of training, log two PNG
-    grids through the runner's visualizer:
+    grids through the runner's visualizer, each tile captioned:
 
-    * ``reconstruction``: fixed training images (top row) and the model's
-      reconstructions of them (bottom row);
-    * ``prompts``: one sample per fixed text prompt.
+    * ``reconstruction``: fixed training images (top row, 'input') and the
+      model's reconstructions of them (bottom row, 'reconstruction');
+    * ``prompts``: one sample per fixed text prompt, under its prompt.
 
     Args:
         interval: iterations between grids.
         source: the training source whose first ``num_images`` samples are
-            reconstructed.
+            reconstructed; they are loaded under the training data's skip
+            policy (``MultiSourceDataset.load``), so with
+            ``skip_bad_images=True`` a bad file among them is skipped.
         num_images: how many images to reconstruct.
         prompts: text prompts to sample.
         seed: sampling seed, the same every time so grids are comparable.
@@ -60,11 +62,22 @@ class SampleGridHook(Hook):
                 f"SampleGridHook source='{self.source}' is not a training "
                 f'source; the dataset has {sorted(sources)}')
         if self.num_images:
-            source = sources[self.source]
-            samples = [source.prepare(i, draw=i)
-                       for i in range(min(self.num_images, len(source)))]
+            samples = self._first_samples(dataset)
             self.images = {key: torch.stack([s[key] for s in samples])
                            for key in ('und_pixels', 'gen_pixels')}
+
+    def _first_samples(self, dataset):
+        """The first ``num_images`` samples of the source that load."""
+        size = len(dataset.sources[self.source])
+        samples, index = [], 0
+        while len(samples) < self.num_images and index < size:
+            sample, skipped = dataset.load(self.source, index, draw=index)
+            index += skipped
+            if index >= size:
+                break       # wrapped around to samples already taken
+            samples.append(sample)
+            index += 1
+        return samples
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
@@ -90,13 +103,15 @@ class SampleGridHook(Hook):
                 runner.visualizer.add_image(
                     'reconstruction',
                     make_grid(torch.cat([target, recon.to(device)]),
-                              ncols=len(target)), step=step)
+                              ncols=len(target),
+                              captions=['input'] * len(target)
+                              + ['reconstruction'] * len(recon)), step=step)
             if self.prompts:
                 images = model.generate(self.prompts, seed=self.seed,
                                         **self.sampling)
                 runner.visualizer.add_image(
-                    'prompts', make_grid(images, ncols=len(images)),
-                    step=step)
+                    'prompts', make_grid(images, ncols=len(images),
+                                         captions=self.prompts), step=step)
         model.train(was_training)
         print_log(f'sample grids logged at iteration {step}',
                   logger='current')

@@ -22,6 +22,7 @@ import re
 import numpy as np
 from PIL import Image
 
+from reca_toolkit.datasets.transforms.loading import load_image
 from reca_toolkit.evaluation.metrics.judged import (JudgedMetric, pred_image,
                                                     read_template)
 from reca_toolkit.registry import METRICS
@@ -104,8 +105,7 @@ class GEditMetric(JudgedMetric):
         for sample in self.samples(data_samples):
             folder = (f"fullset/{sample['task_type']}/"
                       f"{sample['instruction_language']}")
-            with Image.open(sample['img_path']) as source:
-                source = source.convert('RGB')
+            source = load_image(sample['img_path'])
             edited = pred_image(sample).resize(source.size, Image.BICUBIC)
             self.save(source, f"{folder}/{sample['key']}_SRCIMG.png")
             self.save(edited, f"{folder}/{sample['key']}.png")

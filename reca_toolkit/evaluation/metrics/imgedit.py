@@ -12,8 +12,8 @@ import json
 import os.path as osp
 
 import numpy as np
-from PIL import Image
 
+from reca_toolkit.datasets.transforms.loading import load_image
 from reca_toolkit.evaluation.metrics.judged import JudgedMetric, pred_image
 from reca_toolkit.registry import METRICS
 
@@ -58,8 +58,7 @@ class ImgEditMetric(JudgedMetric):
                                f'rubric for; it has {sorted(self.rubrics)}')
             edited = pred_image(sample)
             self.save(edited, f'{key}.png')
-            with Image.open(sample['img_path']) as source:
-                source = source.convert('RGB')
+            source = load_image(sample['img_path'])
             text = self.rubrics[edit_type].replace('<edit_prompt>',
                                                    sample['instruction'])
             reply = self.ask(text, [source, edited])
