@@ -10,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 from mmengine.hooks import Hook
 
-from conftest import REPO
+from conftest import REPO, subprocess_env
 
 CONFIG = str(REPO / 'tests/configs/tiny_reca.py')
 
@@ -81,8 +81,8 @@ def test_two_process_ddp_equals_one_process(tmp_path):
 
 
 def test_dist_train_sh_runs_two_processes_with_torchrun(tmp_path):
-    env = dict(os.environ, PORT=str(free_port()), OMP_NUM_THREADS='1',
-               HF_HUB_OFFLINE='1', PYTHON=sys.executable)
+    env = subprocess_env(PORT=str(free_port()), OMP_NUM_THREADS='1',
+                         PYTHON=sys.executable)
     proc = subprocess.run(
         ['bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir',
          str(tmp_path), '--cfg-options', 'train_cfg.max_iters=4'],

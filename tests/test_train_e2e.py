@@ -1,21 +1,20 @@
 """Training end to end through tools/train.py on the tiny real Janus."""
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, subprocess_env
 
 CONFIG = str(REPO / 'tests/configs/tiny_reca.py')
 
 
 def run_tool(*args, check=True):
-    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE='1')
     proc = subprocess.run([sys.executable, *map(str, args)], cwd=REPO,
-                          env=env, capture_output=True, text=True)
+                          env=subprocess_env(), capture_output=True,
+                          text=True)
     if check and proc.returncode != 0:
         raise AssertionError(f'{args} failed:\n{proc.stdout}\n{proc.stderr}')
     return proc
