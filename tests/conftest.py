@@ -75,6 +75,24 @@ def tiny_model():
     return build_tiny_model()
 
 
+def assert_same_state(actual, expected, where='state'):
+    """``actual`` equals ``expected`` exactly: tensors bit for bit, nested
+    dicts and lists entry by entry; ``where`` names the first difference."""
+    if isinstance(expected, torch.Tensor):
+        assert torch.equal(actual, expected), where
+    elif isinstance(expected, dict):
+        assert set(actual) == set(expected), (where, set(actual) ^
+                                              set(expected))
+        for key, value in expected.items():
+            assert_same_state(actual[key], value, f'{where}.{key}')
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected), where
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_same_state(a, e, f'{where}[{i}]')
+    else:
+        assert actual == expected, (where, actual, expected)
+
+
 def random_images(batch, size=64, seed=0):
     """uint8 ``[B, 3, size, size]`` rendered shape scenes."""
     from reca_toolkit.datasets.shapes import random_scene, render

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, subprocess_env
+from conftest import REPO, assert_same_state, subprocess_env
 
 CONFIG = str(REPO / 'tests/configs/tiny_reca.py')
 
@@ -20,15 +20,20 @@ def run_tool(*args, check=True):
     return proc
 
 
-def losses(work_dir):
-    """iteration -> logged total loss, over every run in ``work_dir``."""
+def losses(work_dir, key='loss'):
+    """iteration -> logged ``key`` (the total loss), over every run in
+    ``work_dir``."""
     out = {}
     for path in sorted(work_dir.glob('*/vis_data/scalars.json')):
         for line in path.read_text().splitlines():
             record = json.loads(line)
-            if 'loss' in record:
-                out[record['iter']] = record['loss']
+            if key in record:
+                out[record['iter']] = record[key]
     return out
+
+
+def checkpoint(work_dir, step):
+    return torch.load(work_dir / f'iter_{step}.pth', weights_only=True)
 
 
 @pytest.fixture(scope='module')
@@ -65,13 +70,27 @@ def test_checkpoint_loads_weights_only(full_run):
 def test_resume_auto_is_bit_exact(full_run, tmp_path):
     run_tool('tools/train.py', CONFIG, '--work-dir', tmp_path,
              '--cfg-options', 'train_cfg.max_iters=20')
+    # The resumed process draws a seed of its own, as every process of a
+    # config without one does: the resume must restore the run's seed and
+    # its data stream's.
     resumed = run_tool('tools/train.py', CONFIG, '--work-dir', tmp_path,
-                       '--resume')
+                       '--resume', '--cfg-options', 'randomness.seed=None')
     assert 'data stream resumed at iteration 20' in resumed.stdout + \
         resumed.stderr
-    full, interrupted = losses(full_run), losses(tmp_path)
-    for step in range(1, 31):
-        assert interrupted[step] == full[step], step
+    for key in ('loss', 'lr'):
+        full, interrupted = losses(full_run, key), losses(tmp_path, key)
+        assert sorted(interrupted) == sorted(full) == list(range(1, 31))
+        for step in range(1, 31):
+            assert interrupted[step] == full[step], (key, step)
+    # Resumed at 20, in the schedule's decay: a schedule that restarts, an
+    # optimizer that starts afresh or another data stream all end elsewhere.
+    full, again = checkpoint(full_run, 30), checkpoint(tmp_path, 30)
+    for key in ('state_dict', 'optimizer', 'param_schedulers'):
+        assert_same_state(again[key], full[key], key)
+    assert again['optimizer']['state'], 'no Adam moments were saved'
+    assert again['meta']['seed'] == full['meta']['seed'] == 42
+    assert again['message_hub']['runtime_info']['data_seed'] == \
+        full['message_hub']['runtime_info']['data_seed'] == 42
 
 
 def test_load_from_starts_fresh_from_weights(full_run, tmp_path):
