@@ -151,10 +151,14 @@ def test_missing_image_folder_fails_before_writing(tmp_path):
 
 
 def test_trains_from_an_image_folder(tmp_path, image_folder):
+    work_dir = tmp_path / 'work'
     run_tool('tools/train.py', image_folder_config(tmp_path, image_folder),
-             '--work-dir', tmp_path / 'work', '--cfg-options',
-             'train_cfg.max_iters=2')
-    assert (tmp_path / 'work' / 'iter_2.pth').is_file()
+             '--work-dir', work_dir, '--cfg-options', 'train_cfg.max_iters=2')
+    # The reconstruction source is the folder's six images, nested ones
+    # included, in place of the base config's 2000 scenes.
+    meta = checkpoint(work_dir, 2)['meta']
+    assert meta['dataset_meta']['sources'] == dict(recon=6, i2t=2000)
+    assert sorted(losses(work_dir, 'loss_recon')) == [1, 2]
 
 
 def test_corrupt_image_stops_training_naming_it(tmp_path, image_folder):
