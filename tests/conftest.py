@@ -2,7 +2,6 @@
 import copy
 import os
 import random
-import socket
 import sys
 from pathlib import Path
 
@@ -13,44 +12,37 @@ os.environ['HF_HUB_OFFLINE'] = '1'
 os.environ['TRANSFORMERS_OFFLINE'] = '1'
 
 REPO = Path(__file__).resolve().parents[1]
+NETGUARD = REPO / 'tests' / 'netguard'
 sys.path.insert(0, str(REPO))  # projects/ import as `projects.<name>`
-LOOPBACK = {'127.0.0.1', 'localhost', '::1', '0.0.0.0', ''}
+sys.path.insert(0, str(NETGUARD))
+import netguard  # noqa: E402
+
+NetworkAccessError = netguard.NetworkAccessError
 
 
-class NetworkAccessError(RuntimeError):
-    pass
-
-
-def _check(address):
-    if isinstance(address, tuple) and address and str(address[0]) not in \
-            LOOPBACK:
-        raise NetworkAccessError(f'test tried to reach {address}')
+def subprocess_env(**overrides):
+    """The environment of a test's child processes: offline, the repository
+    importable, and the network guard installed at their start-up by
+    ``netguard/sitecustomize.py``."""
+    env = dict(os.environ, HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1')
+    inherited = [p for p in env.get('PYTHONPATH', '').split(os.pathsep)
+                 if p and p not in (str(NETGUARD), str(REPO))]
+    env['PYTHONPATH'] = os.pathsep.join([str(NETGUARD), str(REPO)] +
+                                        inherited)
+    env.update(overrides)
+    return env
 
 
 @pytest.fixture(autouse=True, scope='session')
 def no_network():
-    """Any connection or name lookup beyond loopback fails the test; the
-    distributed tests still talk to themselves over 127.0.0.1."""
+    """Any connection or name lookup beyond loopback fails the test, in this
+    process and in the processes it starts: spawned workers inherit
+    ``os.environ``, which gets :func:`subprocess_env`'s PYTHONPATH."""
     patch = pytest.MonkeyPatch()
-    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
-    getaddrinfo = socket.getaddrinfo
-
-    def guarded_connect(self, address):
-        _check(address)
-        return connect(self, address)
-
-    def guarded_connect_ex(self, address):
-        _check(address)
-        return connect_ex(self, address)
-
-    def guarded_getaddrinfo(host, *args, **kwargs):
-        _check((host, ))
-        return getaddrinfo(host, *args, **kwargs)
-
-    patch.setattr(socket.socket, 'connect', guarded_connect)
-    patch.setattr(socket.socket, 'connect_ex', guarded_connect_ex)
-    patch.setattr(socket, 'getaddrinfo', guarded_getaddrinfo)
+    patch.setenv('PYTHONPATH', subprocess_env()['PYTHONPATH'])
+    undo = netguard.install()
     yield
+    undo()
     patch.undo()
 
 
@@ -81,6 +73,24 @@ def build_tiny_model(seed=0, objectives=None, **umm_overrides):
 @pytest.fixture
 def tiny_model():
     return build_tiny_model()
+
+
+def assert_same_state(actual, expected, where='state'):
+    """``actual`` equals ``expected`` exactly: tensors bit for bit, nested
+    dicts and lists entry by entry; ``where`` names the first difference."""
+    if isinstance(expected, torch.Tensor):
+        assert torch.equal(actual, expected), where
+    elif isinstance(expected, dict):
+        assert set(actual) == set(expected), (where, set(actual) ^
+                                              set(expected))
+        for key, value in expected.items():
+            assert_same_state(actual[key], value, f'{where}.{key}')
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected), where
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_same_state(a, e, f'{where}[{i}]')
+    else:
+        assert actual == expected, (where, actual, expected)
 
 
 def random_images(batch, size=64, seed=0):

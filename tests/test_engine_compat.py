@@ -17,6 +17,7 @@ import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
+from mmengine.runner.loops import BaseLoop
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -24,7 +25,7 @@ import reca_toolkit  # noqa: F401  (applies the compat patches)
 from reca_toolkit.datasets import Source
 from reca_toolkit.engine import compat
 from reca_toolkit.engine.config_check import ConfigError, check_config
-from reca_toolkit.registry import DATASETS, MODELS
+from reca_toolkit.registry import DATASETS, LOOPS, MODELS
 
 # --------------------------------------------------------------------------
 # Toy model, dataset and source for Runners
@@ -495,6 +496,30 @@ def test_resumable_loop_same_stream_without_fixed_seed(tmp_path):
     calls, _ = train_and_record(resumed)
     assert resumed.seed == full.seed        # the Runner restored its seed
     assert calls == full_calls[12:]         # ...and the data stream?
+
+
+@LOOPS.register_module(name='CompatTestRecordingValLoop', force=True)
+class RecordingValLoop(BaseLoop):
+    """A validation loop that records the iterations it runs after."""
+
+    def __init__(self, runner, dataloader, evaluator):
+        super().__init__(runner, dataloader)
+        self.after_iters = []
+
+    def run(self):
+        self.after_iters.append(self.runner.iter)
+
+
+def test_resumable_loop_validates_from_val_begin_and_at_the_end(tmp_path):
+    runner = make_runner(
+        tmp_path, 'val', toy_dataloader(), max_iters=5,
+        train_cfg=dict(type='ResumableIterBasedTrainLoop', max_iters=5,
+                       val_begin=2, val_interval=2),
+        val_dataloader=toy_dataloader(),
+        val_cfg=dict(type='CompatTestRecordingValLoop'),
+        val_evaluator=dict(type='Evaluator', metrics=[]))
+    runner.train()
+    assert runner.val_loop.after_iters == [2, 4, 5]
 
 
 # --------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
-from conftest import REPO
+from conftest import REPO, subprocess_env
 from reca_toolkit.engine.config_check import ConfigError, check_config
 
 EVAL_CONFIGS = sorted((REPO / 'configs/eval').glob('*.py'))
@@ -67,7 +67,7 @@ def test_geneval_shapes_ground_truth_command_prints_overall_one(tmp_path):
     out = subprocess.run(
         [sys.executable, 'tools/eval/geneval_shapes.py', '--ground-truth',
          '--num-prompts', '60', '--out', str(tmp_path)], cwd=REPO,
-        capture_output=True, text=True, timeout=120)
+        env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == 'overall 1.0'
     assert len([p for p in Path(tmp_path).iterdir() if p.is_dir()]) == 60

@@ -1,5 +1,6 @@
 """GenEval's per-image rule on hand-computed cases, and GenEval-Shapes'
 exactness on rendered ground truth."""
+import copy
 import json
 import random
 import sys
@@ -8,15 +9,16 @@ import pytest
 import torch
 
 from reca_toolkit.datasets import GenEvalPrompts, GenEvalShapesPrompts
-from reca_toolkit.datasets.geneval_shapes import TAGS
+from reca_toolkit.datasets.geneval_shapes import TAGS, ground_truth_scene
 from reca_toolkit.datasets.shapes import (ALL_PAIRS, HELD_OUT_PAIRS,
-                                          ShapeScenes, random_scene, render,
-                                          slot_box)
+                                          ShapeScene, ShapeScenes,
+                                          random_scene, render, slot_box)
 from reca_toolkit.evaluation import GenEvalMetric
 from reca_toolkit.evaluation.metrics.geneval import (evaluate,
                                                      keep_detections,
                                                      read_official_results,
-                                                     relative_position)
+                                                     relative_position,
+                                                     write_prompt_folder)
 from reca_toolkit.evaluation.scorers import (Detection, ExternalCommand,
                                              PaletteColorClassifier,
                                              PaletteShapeDetector)
@@ -196,7 +198,7 @@ def test_geneval_shapes_scores_1200_ground_truth_scenes_exactly():
     assert len(metric.results) == 0  # evaluate() clears them
 
 
-def test_a_wrong_scene_scores_zero_on_its_tag():
+def test_wrong_scenes_score_what_the_rule_says():
     prompts = GenEvalShapesPrompts(num_prompts=12)
     metric = GenEvalMetric(detector=PaletteShapeDetector(),
                            color_classifier=PaletteColorClassifier())
@@ -208,7 +210,134 @@ def test_a_wrong_scene_scores_zero_on_its_tag():
             2, 0, 1) / 127.5 - 1
         metric.process(None, [sample])
     scores = metric.evaluate(len(prompts))
-    assert scores['geneval/overall'] < 1.0
+    # Only 'a photo of a triangle', given three triangles, holds: GenEval
+    # counts only with an exclude clause.
+    assert scores == pytest.approx({
+        'geneval/single_object': 0.5, **{f'geneval/{t}': 0.0 for t in TAGS
+                                         if t != 'single_object'},
+        'geneval/overall': 1 / 12, 'geneval/image_accuracy': 1 / 12,
+        'geneval/prompt_accuracy': 1 / 12})
+
+
+# -- aggregation, through GenEvalMetric ---------------------------------------
+OPPOSITE = {'left of': 'right of', 'right of': 'left of', 'above': 'below',
+            'below': 'above'}
+EMPTY = render(ShapeScene((), 4))
+
+
+def pixels(images):
+    """uint8 ``[H, W, 3]`` scenes -> a sample's ``pred``, ``[N, 3, H, W]``
+    in [-1, 1]."""
+    return torch.stack([torch.from_numpy(i.copy()).permute(2, 0, 1)
+                        for i in images]) / 127.5 - 1
+
+
+def flipped_position(prompts, index):
+    """A scene of prompt ``index``'s objects in the opposite relation."""
+    metadata = copy.deepcopy(prompts.records[index])
+    clause = metadata['include'][1]
+    clause['position'][0] = OPPOSITE[clause['position'][0]]
+    return render(ground_truth_scene(metadata, random.Random(index)))
+
+
+def metric_scores(metric, samples):
+    """``(sample, images)`` pairs through ``metric``; scores by short
+    name."""
+    for sample, images in samples:
+        metric.process(None, [dict(sample, pred=pixels(images))])
+    scores = metric.evaluate(len(samples))
+    return {k.partition('/')[2]: v for k, v in scores.items()}
+
+
+def test_scores_average_tags_images_and_prompts_as_geneval_does(tmp_path):
+    prompts = GenEvalShapesPrompts(num_prompts=12)
+    truth = prompts.ground_truth
+    assert [prompts.records[i]['tag'] for i in (0, 1, 4, 8)] == [
+        'single_object', 'single_object', 'counting', 'position']
+    metric = GenEvalMetric(out_dir=str(tmp_path),
+                           detector=PaletteShapeDetector(),
+                           color_classifier=PaletteColorClassifier())
+    scores = metric_scores(metric, [
+        (prompts[0], [truth(0, k) for k in range(3)]),  # 3 of 3 right
+        (prompts[1], [EMPTY]),                          # 0 of 1
+        (prompts[4], [EMPTY]),                          # 0 of 1
+        (prompts[8], [truth(8), flipped_position(prompts, 8)]),  # 1 of 2
+    ])
+    assert scores == pytest.approx(dict(
+        single_object=3 / 4, counting=0.0, position=1 / 2,
+        # the mean over tags, not over the 7 images (4 / 7)
+        overall=(3 / 4 + 0 + 1 / 2) / 3,
+        image_accuracy=4 / 7,
+        # prompts with any image right (all right: 1 / 4), by prompt, not by
+        # tag (2 / 3)
+        prompt_accuracy=2 / 4))
+    positioned = prompts.records[8]['include'][1]
+    relation = positioned['position'][0]
+    reasons = [json.loads(line)['reason'] for line in
+               (tmp_path / 'results.jsonl').read_text().splitlines()]
+    assert reasons[-2:] == ['', f"expected {positioned['class']} {relation} "
+                            f'target, found {OPPOSITE[relation]} target']
+
+
+class UnsureExtra:
+    """The palette detector, plus one detection at confidence 0.5 of the
+    first object's class."""
+
+    def __call__(self, image):
+        found = PaletteShapeDetector()(image)
+        return found + [Detection(found[0].label, 0.5, (0, 0, 4, 4))]
+
+
+@pytest.mark.parametrize('counting_threshold, correct', [(0.9, 1.0),
+                                                         (0.4, 0.0)])
+def test_counting_prompts_drop_detections_below_their_threshold(
+        counting_threshold, correct):
+    prompts = GenEvalShapesPrompts(num_prompts=12)
+    assert prompts.records[4]['tag'] == 'counting'
+    metric = GenEvalMetric(detector=UnsureExtra(),
+                           counting_threshold=counting_threshold)
+    # n objects and an unsure n + 1-th: an exclude violation unless dropped
+    scores = metric_scores(metric, [(prompts[4], [prompts.ground_truth(4)])])
+    assert scores['counting'] == correct
+
+
+@pytest.mark.parametrize('margin, correct', [(0.1, 0.0), (0.0, 1.0)])
+def test_position_prompts_use_the_metrics_margin(margin, correct):
+    prompts = GenEvalShapesPrompts(num_prompts=12)
+    record = prompts.records[8]
+    target, positioned = (c['class'] for c in record['include'])
+    assert record['include'][1]['position'][0] == 'left of'
+
+    class Diagonal:
+        """The positioned object up-left of its target by 6 px: left of
+        it only without a margin (test_relative_position_with_the_margin).
+        """
+
+        def __call__(self, image):
+            return [Detection(positioned, 1.0, (0, 0, 10, 10)),
+                    Detection(target, 1.0, (6, 6, 16, 16))]
+
+    metric = GenEvalMetric(detector=Diagonal(), position_margin=margin)
+    scores = metric_scores(metric, [(prompts[8], [EMPTY])])
+    assert scores['position'] == correct
+
+
+@pytest.mark.parametrize('threshold, correct', [(0.3, 1.0), (0.6, 0.0)])
+def test_other_prompts_keep_detections_above_the_threshold(threshold,
+                                                           correct):
+    prompts = GenEvalShapesPrompts(num_prompts=12)
+    assert prompts.records[2]['tag'] == 'two_object'
+
+    class OneUnsure:
+        """The scene's first object found at confidence 0.5 only."""
+
+        def __call__(self, image):
+            first, *rest = PaletteShapeDetector()(image)
+            return [Detection(first.label, 0.5, first.box)] + rest
+
+    metric = GenEvalMetric(detector=OneUnsure(), threshold=threshold)
+    scores = metric_scores(metric, [(prompts[2], [prompts.ground_truth(2)])])
+    assert scores['two_object'] == correct
 
 
 def test_suite_is_fixed_split_by_tag_and_a_prefix_per_tag():
@@ -279,20 +408,26 @@ with open(out, 'w') as f:
 '''
 
 
-def test_external_scorer_reads_the_official_layout(tmp_path):
+def external_metric(tmp_path, prompts):
+    """An external-mode metric running FAKE_SCORER, fed ``prompts``."""
     script = tmp_path / 'scorer.py'
     script.write_text(FAKE_SCORER)
-    out = tmp_path / 'images'
-    prompts = GenEvalShapesPrompts(num_prompts=12, num_images=2)
-    metric = GenEvalMetric(out_dir=str(out), external_command=dict(
-        type='ExternalCommand',
-        command=[sys.executable, str(script), '{image_dir}',
-                 '{results_file}']))
+    metric = GenEvalMetric(out_dir=str(tmp_path / 'images'),
+                           external_command=dict(
+                               type='ExternalCommand',
+                               command=[sys.executable, str(script),
+                                        '{image_dir}', '{results_file}']))
     for i in range(len(prompts)):
         sample = prompts[i]
-        sample['pred'] = torch.zeros(2, 3, 64, 64)
+        sample['pred'] = torch.zeros(prompts.num_images, 3, 64, 64)
         metric.process(None, [sample])
-    scores = metric.evaluate(len(prompts))
+    return metric
+
+
+def test_external_scorer_reads_the_official_layout(tmp_path):
+    out = tmp_path / 'images'
+    prompts = GenEvalShapesPrompts(num_prompts=12, num_images=2)
+    scores = external_metric(tmp_path, prompts).evaluate(len(prompts))
     assert scores['geneval/counting'] == 0.0
     assert scores['geneval/colors'] == 1.0
     assert scores['geneval/overall'] == pytest.approx(5 / 6)
@@ -301,6 +436,15 @@ def test_external_scorer_reads_the_official_layout(tmp_path):
     assert meta == prompts.records[3]
     assert sorted(p.name for p in (out / '00003' / 'samples').iterdir()) == \
         ['00000.png', '00001.png']
+
+
+def test_external_results_of_another_run_are_refused(tmp_path):
+    prompts = GenEvalShapesPrompts(num_prompts=6)
+    # A folder an earlier run left in out_dir: the scorer scores it too.
+    write_prompt_folder(tmp_path / 'images', 99, prompts.records[0], [EMPTY])
+    metric = external_metric(tmp_path, prompts)
+    with pytest.raises(ValueError, match=r'did not write \[99\]'):
+        metric.evaluate(len(prompts))
 
 
 def test_external_command_failure_shows_its_stderr(tmp_path):

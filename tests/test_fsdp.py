@@ -3,9 +3,11 @@
 One spawn runs, in each of two processes: DDP for 4 iterations, FSDP for 4
 iterations (checkpoint at 2), and an FSDP resume from iteration 2. Each fix
 of ``reca_toolkit/engine/fsdp.py`` has a regression check: the global
-gradient norm (fix 1), the optimizer resume (fixes 2 and 3), the iteration
-a checkpoint records (fix 4); and weight decay chosen by module, not by the
-shards' shape (``engine/optim_constructor.py``).
+gradient norm (fix 1), the optimizer resume (fixes 2, 3 and 5), the
+iteration a checkpoint records (fix 4); and weight decay chosen by module,
+not by the shards' shape (``engine/optim_constructor.py``). The schedule
+warms up over the 4 iterations, so a resume that restarts it ends on other
+weights.
 """
 import json
 import os
@@ -15,7 +17,7 @@ import torch
 import torch.multiprocessing as mp
 from mmengine.hooks import Hook
 
-from conftest import REPO
+from conftest import REPO, assert_same_state
 from test_distributed import free_port
 
 DDP_CONFIG = str(REPO / 'tests/configs/tiny_reca.py')
@@ -24,8 +26,8 @@ ITERS = 4
 
 
 class Recorder(Hook):
-    """Per-iteration losses and gradient norm; rank 0's final full
-    weights."""
+    """Per-iteration losses, gradient norm and learning rate; rank 0's
+    final full weights."""
 
     def __init__(self, out, rank):
         self.out, self.rank, self.steps = out, rank, []
@@ -34,8 +36,9 @@ class Recorder(Hook):
                          outputs=None):
         step = {k: float(v) for k, v in outputs.items()
                 if k.startswith('loss')}
-        step['grad_norm'] = runner.message_hub.get_scalar(
-            'train/grad_norm').current()
+        for key in ('grad_norm', 'lr'):
+            step[key] = runner.message_hub.get_scalar(
+                f'train/{key}').current()
         self.steps.append(step)
 
     def after_train(self, runner):
@@ -63,6 +66,9 @@ def _run(config, out, rank, resume_from=None):
     cfg.experiment_name = f'{out.name}_{rank}'
     if resume_from is not None:
         cfg.resume, cfg.load_from = True, str(resume_from)
+        # A seed of its own, as without one in the config: the resume must
+        # restore the run's seed and its data stream's.
+        cfg.randomness = dict(seed=None)
     setup_distributed(cfg, 'pytorch')
     runner = build_runner(cfg)
     runner.register_hook(Recorder(out, rank))
@@ -126,7 +132,7 @@ def test_fsdp_weights_equal_ddp(spawned):
 
 
 def test_fsdp_resume_continues_the_run_exactly(spawned):
-    _, runs = spawned
+    out, runs = spawned
     # Fix 2: the optimizer state loads (upstream raises a TypeError); fix 3:
     # on a CPU its states are saved right (exp_avg is not exp_avg_sq).
     resumed = runs['resumed']['steps']
@@ -134,6 +140,16 @@ def test_fsdp_resume_continues_the_run_exactly(spawned):
     for full, again in zip(runs['fsdp']['steps'][2:], resumed, strict=True):
         for key, value in full.items():
             assert again[key] == pytest.approx(value, abs=1e-6), key
+    # The last step's update is in no logged loss: the final checkpoints
+    # show it, and the optimizer and schedule states it leaves (fix 5: the
+    # schedule of the base learning rate too).
+    full, again = (torch.load(out / name / 'iter_4.pth', weights_only=True)
+                   for name in ('fsdp', 'resumed'))
+    for key in ('state_dict', 'optimizer', 'param_schedulers'):
+        assert_same_state(again[key], full[key], key)
+    assert again['optimizer']['state'], 'no Adam moments were saved'
+    assert again['meta']['seed'] == full['meta']['seed'] == 42
+    assert again['message_hub']['runtime_info']['data_seed'] == 42
 
 
 def test_fsdp_checkpoints_record_their_iteration(spawned):

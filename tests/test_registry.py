@@ -2,6 +2,7 @@
 import pytest
 import torch
 from mmengine.runner import Runner
+from transformers import PreTrainedTokenizerBase
 
 import projects.janus_toy.janus_toy  # noqa: F401  the toy's components
 import reca_toolkit.registry as registries
@@ -179,6 +180,14 @@ CASES = {
 }
 
 
+# Registered functions that build an object of another class: what they
+# build, and that the config reached it.
+FACTORIES = {
+    'JanusDemoTokenizer': (PreTrainedTokenizerBase,
+                           lambda tokenizer: len(tokenizer) == 512),
+}
+
+
 def multi_source():
     return registries.DATASETS.build(dict(
         type='MultiSourceDataset', sources=dict(a=shapes(), b=shapes())))
@@ -207,7 +216,11 @@ def test_component_builds_from_config(registry_name, type_name, tiny):
     registry = getattr(registries, registry_name)
     built = registry.build(dict(cfg, type=type_name),
                            default_args=default_args or None)
-    assert type(built).__name__ == type_name or callable(built)
+    if type_name in FACTORIES:
+        expected, check = FACTORIES[type_name]
+        assert isinstance(built, expected) and check(built)
+    else:
+        assert type(built).__name__ == type_name
 
 
 def test_components_that_need_a_runner_or_files_build(runner, tmp_path,

@@ -1,35 +1,39 @@
 """Training end to end through tools/train.py on the tiny real Janus."""
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, assert_same_state, subprocess_env
 
 CONFIG = str(REPO / 'tests/configs/tiny_reca.py')
 
 
 def run_tool(*args, check=True):
-    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE='1')
     proc = subprocess.run([sys.executable, *map(str, args)], cwd=REPO,
-                          env=env, capture_output=True, text=True)
+                          env=subprocess_env(), capture_output=True,
+                          text=True)
     if check and proc.returncode != 0:
         raise AssertionError(f'{args} failed:\n{proc.stdout}\n{proc.stderr}')
     return proc
 
 
-def losses(work_dir):
-    """iteration -> logged total loss, over every run in ``work_dir``."""
+def losses(work_dir, key='loss'):
+    """iteration -> logged ``key`` (the total loss), over every run in
+    ``work_dir``."""
     out = {}
     for path in sorted(work_dir.glob('*/vis_data/scalars.json')):
         for line in path.read_text().splitlines():
             record = json.loads(line)
-            if 'loss' in record:
-                out[record['iter']] = record['loss']
+            if key in record:
+                out[record['iter']] = record[key]
     return out
+
+
+def checkpoint(work_dir, step):
+    return torch.load(work_dir / f'iter_{step}.pth', weights_only=True)
 
 
 @pytest.fixture(scope='module')
@@ -66,13 +70,27 @@ def test_checkpoint_loads_weights_only(full_run):
 def test_resume_auto_is_bit_exact(full_run, tmp_path):
     run_tool('tools/train.py', CONFIG, '--work-dir', tmp_path,
              '--cfg-options', 'train_cfg.max_iters=20')
+    # The resumed process draws a seed of its own, as every process of a
+    # config without one does: the resume must restore the run's seed and
+    # its data stream's.
     resumed = run_tool('tools/train.py', CONFIG, '--work-dir', tmp_path,
-                       '--resume')
+                       '--resume', '--cfg-options', 'randomness.seed=None')
     assert 'data stream resumed at iteration 20' in resumed.stdout + \
         resumed.stderr
-    full, interrupted = losses(full_run), losses(tmp_path)
-    for step in range(1, 31):
-        assert interrupted[step] == full[step], step
+    for key in ('loss', 'lr'):
+        full, interrupted = losses(full_run, key), losses(tmp_path, key)
+        assert sorted(interrupted) == sorted(full) == list(range(1, 31))
+        for step in range(1, 31):
+            assert interrupted[step] == full[step], (key, step)
+    # Resumed at 20, in the schedule's decay: a schedule that restarts, an
+    # optimizer that starts afresh or another data stream all end elsewhere.
+    full, again = checkpoint(full_run, 30), checkpoint(tmp_path, 30)
+    for key in ('state_dict', 'optimizer', 'param_schedulers'):
+        assert_same_state(again[key], full[key], key)
+    assert again['optimizer']['state'], 'no Adam moments were saved'
+    assert again['meta']['seed'] == full['meta']['seed'] == 42
+    assert again['message_hub']['runtime_info']['data_seed'] == \
+        full['message_hub']['runtime_info']['data_seed'] == 42
 
 
 def test_load_from_starts_fresh_from_weights(full_run, tmp_path):
@@ -133,10 +151,14 @@ def test_missing_image_folder_fails_before_writing(tmp_path):
 
 
 def test_trains_from_an_image_folder(tmp_path, image_folder):
+    work_dir = tmp_path / 'work'
     run_tool('tools/train.py', image_folder_config(tmp_path, image_folder),
-             '--work-dir', tmp_path / 'work', '--cfg-options',
-             'train_cfg.max_iters=2')
-    assert (tmp_path / 'work' / 'iter_2.pth').is_file()
+             '--work-dir', work_dir, '--cfg-options', 'train_cfg.max_iters=2')
+    # The reconstruction source is the folder's six images, nested ones
+    # included, in place of the base config's 2000 scenes.
+    meta = checkpoint(work_dir, 2)['meta']
+    assert meta['dataset_meta']['sources'] == dict(recon=6, i2t=2000)
+    assert sorted(losses(work_dir, 'loss_recon')) == [1, 2]
 
 
 def test_corrupt_image_stops_training_naming_it(tmp_path, image_folder):

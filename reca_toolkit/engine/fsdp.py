@@ -23,6 +23,10 @@ regression test in ``tests/test_fsdp.py``:
    validation records one iteration too many and a resume runs the schedule
    one step ahead. :class:`RecAFlexibleRunner` keeps the caller's value, as
    ``Runner`` does.
+5. Base learning rate: ``FSDP.optim_state_dict`` drops ``OptimWrapper``'s
+   ``base_param_settings`` (the extra group the schedulers step and
+   ``base_lr`` logs), so after a resume it restarts from the schedule's
+   first value. :class:`RecAFSDPStrategy` saves and loads it.
 """
 import functools
 
@@ -58,7 +62,7 @@ def clip_sharded_grad_norm(model, params, max_norm, norm_type=2.0):
 @STRATEGIES.register_module()
 class RecAFSDPStrategy(FSDPStrategy):
     """``FSDPStrategy`` with global-norm gradient clipping and a working
-    optimizer resume (module docstring, fixes 1 to 3)."""
+    optimizer resume (module docstring, fixes 1, 2, 3 and 5)."""
 
     def _init_state_dict_cfg(self, state_dict_cfg):
         super()._init_state_dict_cfg(state_dict_cfg)
@@ -84,10 +88,21 @@ class RecAFSDPStrategy(FSDPStrategy):
                     clip_sharded_grad_norm, self.model)
         return built
 
+    def optim_state_dict(self):
+        state = super().optim_state_dict()
+        base = getattr(self.optim_wrapper, 'base_param_settings', None)
+        if base is not None:
+            state['base_param_settings'] = dict(base)
+        return state
+
     def load_optim_state_dict(self, state_dict):
+        state_dict = dict(state_dict)
+        base = state_dict.pop('base_param_settings', None)
         optim_state_dict = FSDP.optim_state_dict_to_load(
             model=self.model, optim=self.optim_wrapper.optimizer,
             optim_state_dict=state_dict)
+        if base is not None:
+            optim_state_dict['base_param_settings'] = base
         self.optim_wrapper.load_state_dict(optim_state_dict)
 
 
