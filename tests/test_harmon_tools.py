@@ -1,7 +1,7 @@
 """Harmon through the command-line tools: training end to end, resume,
 torchrun, sampling, evaluation, export and the feature cache."""
 import json
-import os
+import subprocess
 import sys
 
 import numpy as np
@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, subprocess_env
 from test_distributed import free_port
 from test_train_e2e import losses, run_tool
 
@@ -60,12 +60,11 @@ def test_resume_is_bit_exact(full_run, tmp_path):
 def test_torchrun_two_processes_equal_one(tmp_path):
     """Two processes of 2 samples per source each train the weights one
     process of 4 does."""
-    env = dict(os.environ, PORT=str(free_port()), OMP_NUM_THREADS='1',
-               HF_HUB_OFFLINE='1', PYTHON=sys.executable)
+    env = subprocess_env(PORT=str(free_port()), OMP_NUM_THREADS='1',
+                         PYTHON=sys.executable)
     common = ['--cfg-options', 'train_cfg.max_iters=3', 'custom_hooks=[]']
     run_tool('tools/train.py', CONFIG, '--work-dir', tmp_path / 'one',
              *common)
-    import subprocess
     proc = subprocess.run(
         ['bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir',
          str(tmp_path / 'two'), *common, 'train_dataloader.batch_size=2'],

@@ -19,7 +19,6 @@ Every random choice of :meth:`FlowMatchingGenerator.loss` (each sample's
 the global RNG, so a sample's loss does not depend on its batch, the world
 size or a resume.
 """
-import copy
 from dataclasses import dataclass
 
 import torch
