@@ -16,6 +16,7 @@ from mmengine.logging import print_log
 from torch import nn
 
 from reca_toolkit.models.lora import add_lora
+from reca_toolkit.models.losses import head_cross_entropy
 
 
 def position_ids(mask):
@@ -143,6 +144,50 @@ def run_backbone(backbone, condition, tail=None, tail_mask=None, **kwargs):
         attention_bias(mask, blocks, embeds.dtype)
     return backbone(inputs_embeds=embeds, attention_mask=attention,
                     position_ids=positions, **kwargs)
+
+
+def token_condition(rows, embedding, pad_id, image_embeds=None, labels=None):
+    """Token rows of a chat template, with ``None`` where the image
+    embeddings go, -> a left-padded :class:`Condition`; with ``labels``
+    (per row, -100 where unscored) also their ``[B, L]`` tensor, kept on the
+    host, where the loss finds its scored positions without waiting for the
+    device."""
+    device = embedding.weight.device
+    length = max(len(r) for r in rows)
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), length, dtype=torch.long)
+    image = torch.zeros(len(rows), length, dtype=torch.bool)
+    target = torch.full_like(ids, -100)
+    for i, row in enumerate(rows):
+        start = length - len(row)
+        image[i, start:] = torch.tensor([t is None for t in row])
+        ids[i, start:] = torch.tensor([pad_id if t is None else t
+                                       for t in row])
+        mask[i, start:] = 1
+        if labels is not None:
+            target[i, start:] = torch.tensor(labels[i])
+    embeds = embedding(ids.to(device))
+    if image_embeds is not None:
+        embeds = embeds.masked_scatter(image.to(device).unsqueeze(-1),
+                                       image_embeds.to(embeds.dtype))
+    condition = Condition(embeds, mask.to(device))
+    return condition if labels is None else (condition, target)
+
+
+def answer_loss(backbone, head, condition, labels, chunk_size=None):
+    """Image-to-text cross-entropy: the backbone over ``condition``, the
+    state at t predicting token t + 1, only the positions ``labels`` score
+    (:func:`~reca_toolkit.models.losses.head_cross_entropy`, ``chunk_size``
+    positions' logits at a time)."""
+    hidden = run_backbone(backbone, condition,
+                          use_cache=False).last_hidden_state
+    targets = labels[:, 1:]
+    rows, cols = (targets != -100).nonzero(as_tuple=True)
+    scored = hidden[rows.to(hidden.device), cols.to(hidden.device)]
+    loss, acc = head_cross_entropy(scored, head,
+                                   targets[rows, cols].to(hidden.device),
+                                   chunk_size)
+    return dict(loss=loss, acc=acc)
 
 
 class BaseUMM(nn.Module):
@@ -392,6 +437,6 @@ class _ScaleGradient(torch.autograd.Function):
         return grad * ctx.scale, None
 
 
-__all__ = ['BaseUMM', 'Condition', 'attention_bias', 'is_block',
-           'position_ids',
+__all__ = ['BaseUMM', 'Condition', 'answer_loss', 'attention_bias',
+           'is_block', 'position_ids', 'token_condition',
            'run_backbone', 'scale_gradient']

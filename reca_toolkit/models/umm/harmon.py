@@ -37,10 +37,10 @@ from reca_toolkit.models.harmon_weights import (KL16_CONFIG, HARMON_VARIANTS,
                                                 load_harmon_weights,
                                                 write_harmon_folder)
 from reca_toolkit.models.lora import merged_state_dict
-from reca_toolkit.models.losses import head_cross_entropy
 from reca_toolkit.models.tokenizers import demo_tokenizer
-from reca_toolkit.models.umm.base import (BaseUMM, Condition, run_backbone,
-                                          scale_gradient)
+from reca_toolkit.models.umm.base import (BaseUMM, Condition, answer_loss,
+                                          run_backbone, scale_gradient,
+                                          token_condition)
 from reca_toolkit.models.weightless import parameters_on_meta
 from reca_toolkit.registry import ENCODERS, GENERATORS, TOKENIZERS, UMMS
 
@@ -292,28 +292,8 @@ class HarmonUMM(BaseUMM):
         return self.tokenizer(text, add_special_tokens=False)['input_ids']
 
     def _rows(self, rows, image_embeds=None, labels=None):
-        """Token rows, with ``None`` where the image embeddings go ->
-        a left-padded Condition (and host-side labels)."""
-        device = self.lm_head.weight.device
-        length = max(len(r) for r in rows)
-        ids = torch.full((len(rows), length), self.ids['im_end'],
-                         dtype=torch.long)
-        mask = torch.zeros(len(rows), length, dtype=torch.long)
-        image = torch.zeros(len(rows), length, dtype=torch.bool)
-        target = torch.full_like(ids, -100)
-        for i, row in enumerate(rows):
-            start = length - len(row)
-            image[i, start:] = torch.tensor([t is None for t in row])
-            ids[i, start:] = torch.tensor([0 if t is None else t for t in row])
-            mask[i, start:] = 1
-            if labels is not None:
-                target[i, start:] = torch.tensor(labels[i])
-        embeds = self.llm.get_input_embeddings()(ids.to(device))
-        if image_embeds is not None:
-            embeds = embeds.masked_scatter(image.to(device).unsqueeze(-1),
-                                           image_embeds.to(embeds.dtype))
-        condition = Condition(embeds, mask.to(device))
-        return condition if labels is None else (condition, target)
+        return token_condition(rows, self.llm.get_input_embeddings(),
+                               self.ids['im_end'], image_embeds, labels)
 
     def image_condition(self, und_embeds, instructions):
         """``<|im_start|>user\\n[N embeddings]\\n{instruction}<|im_end|>\\n
@@ -414,15 +394,7 @@ class HarmonUMM(BaseUMM):
                                                       image_embeds.shape[1])
                              for turns in conversations))
         condition, labels = self._rows(rows, image_embeds, labels)
-        hidden = run_backbone(self.llm, condition,
-                              use_cache=False).last_hidden_state
-        # The state at t predicts token t + 1; only answer tokens are scored.
-        targets = labels[:, 1:]
-        rows, cols = (targets != -100).nonzero(as_tuple=True)
-        scored = hidden[rows.to(hidden.device), cols.to(hidden.device)]
-        loss, acc = head_cross_entropy(
-            scored, self.lm_head, targets[rows, cols].to(hidden.device))
-        return dict(loss=loss, acc=acc)
+        return answer_loss(self.llm, self.lm_head, condition, labels)
 
     def generate(self, condition, generator=None, **sampling):
         scale = sampling.get('guidance_scale', self.mar.guidance_scale)

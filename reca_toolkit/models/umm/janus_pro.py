@@ -28,9 +28,8 @@ from mmengine.logging import print_log
 from reca_toolkit.models.builder import build_component
 from reca_toolkit.models.local_weights import check_hf_folder
 from reca_toolkit.models.lora import merged_state_dict
-from reca_toolkit.models.losses import head_cross_entropy
 from reca_toolkit.models.tokenizers import demo_tokenizer
-from reca_toolkit.models.umm.base import BaseUMM, Condition, run_backbone
+from reca_toolkit.models.umm.base import BaseUMM, Condition, answer_loss
 from reca_toolkit.models.umm.janus_architectures import \
     JANUS_PRO_ARCHITECTURES
 from reca_toolkit.registry import ENCODERS, GENERATORS, TOKENIZERS, UMMS
@@ -423,18 +422,9 @@ class JanusProUMM(BaseUMM):
                                                       image_embeds.shape[1])
                              for turns in conversations))
         ids, mask, labels = self._left_pad(rows, labels)
-        hidden = run_backbone(
-            self.language_model,
-            Condition(self._embed(ids, image_embeds), mask),
-            use_cache=False).last_hidden_state
-        # The state at t predicts token t + 1; only answer tokens are scored.
-        targets = labels[:, 1:]
-        rows, cols = (targets != -100).nonzero(as_tuple=True)
-        scored = hidden[rows.to(hidden.device), cols.to(hidden.device)]
-        targets = targets[rows, cols].to(hidden.device)
-        loss, acc = head_cross_entropy(scored, self.lm_head, targets,
-                                       self.ce_chunk_size)
-        return dict(loss=loss, acc=acc)
+        return answer_loss(self.language_model, self.lm_head,
+                           Condition(self._embed(ids, image_embeds), mask),
+                           labels, self.ce_chunk_size)
 
     def generate(self, condition, generator=None, **sampling):
         codes = self.generator.sample(
