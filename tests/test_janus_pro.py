@@ -204,7 +204,10 @@ def test_teacher_forcing_is_shifted_by_one(umm):
     assert loss != loss_changed
     before, after = head_calls[0][0][0], head_calls[1][0][0]
     assert torch.equal(before[:6], after[:6])
-    assert not torch.allclose(before[6:], after[6:])
+    # The state right after code 5 predicts code 6 and must see it changed;
+    # a shift by two would leave it unchanged.
+    assert not torch.allclose(before[6], after[6])
+    assert not torch.allclose(before[7:], after[7:])
 
 
 def test_generation_loss_scores_exactly_the_codes(umm, monkeypatch):
@@ -263,7 +266,21 @@ def test_understanding_loss_matches_transformers_and_trains_the_llm(umm):
     pixels = to_float(random_images(1))
     loss = umm.understanding_loss(pixels, [TURNS])['loss']
 
-    ids, labels = umm.conversation_tokens(TURNS, N)
+    # The reference's tokens and labels are written out here, not taken
+    # from conversation_tokens: the answers (with EOS) are scored, the rest
+    # is not.
+    pieces = [
+        (f'{BOS}{umm.system_prompt}\n\n<|User|>: <begin_of_image>'
+         + '<image_placeholder>' * N + '<end_of_image>'
+         f'\n{TURNS[0][0]}\n\n<|Assistant|>:', False),
+        (f' {TURNS[0][1]}{EOS}', True),
+        (f'<|User|>: {TURNS[1][0]}\n\n<|Assistant|>:', False),
+        (f' {TURNS[1][1]}{EOS}', True)]
+    ids, labels = [], []
+    for text, scored in pieces:
+        piece = tokens(umm, text)
+        ids += piece
+        labels += piece if scored else [-100] * len(piece)
     reference = umm.hf_model(input_ids=torch.tensor([ids]),
                              pixel_values=pixels,
                              labels=torch.tensor([labels])).loss
