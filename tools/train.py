@@ -46,6 +46,8 @@ def parse_args():
     # torch.distributed.launch passes --local-rank (torch >= 2) to scripts.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
+    if args.allow_no_checkpoint and not args.resume:
+        parser.error('--allow-no-checkpoint only applies with --resume')
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 

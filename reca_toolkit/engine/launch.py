@@ -101,7 +101,7 @@ def resolve_resume(resume, work_dir, allow_no_checkpoint=False):
     that always passes ``--resume``, like a requeued Slurm job, also starts
     the run)."""
     if resume != 'auto':
-        if not is_complete(resume):
+        if '://' not in resume and not is_complete(resume):
             raise NothingToResume(
                 f"--resume {resume}: no such checkpoint, or it is incomplete "
                 "(cut short); give a complete .pth, or --resume alone for "

@@ -18,7 +18,7 @@ from reca_toolkit.registry import LOOPS
 
 
 def global_mean(log_vars):
-    """``log_vars`` averaged over ranks, as floats.
+    """``log_vars`` averaged over ranks.
 
     Each rank's loss is its share of the global mean (``losses.global_mean``
     scales it by the world size), so their average is the loss a single
@@ -27,11 +27,12 @@ def global_mean(log_vars):
     checkpoints carry across a resume. Ranks log the same keys: every step
     draws every source on every rank.
     """
-    values = torch.tensor([float(torch.as_tensor(v).detach())
-                           for v in log_vars.values()])
-    if get_world_size() > 1:
-        all_reduce(values, op='mean')
-    return dict(zip(log_vars, values.tolist()))
+    if get_world_size() == 1:
+        return log_vars
+    values = torch.stack([torch.as_tensor(v).detach().float().reshape(())
+                          for v in log_vars.values()])
+    all_reduce(values, op='mean')
+    return dict(zip(log_vars, values.unbind()))
 
 
 @LOOPS.register_module()

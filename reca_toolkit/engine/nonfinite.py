@@ -26,7 +26,8 @@ def _grad_norm(optim_wrapper):
 
 def _describe(log_vars, grad_norm):
     """What was not finite, with every loss value and the gradient norm."""
-    losses = {k: v for k, v in log_vars.items() if k.startswith('loss')}
+    losses = {k: float(torch.as_tensor(v).detach())
+              for k, v in log_vars.items() if k.startswith('loss')}
     bad = [k for k, v in losses.items() if not math.isfinite(v)]
     objectives = [k[len('loss_'):] for k in bad if k.startswith('loss_')]
     if objectives:
