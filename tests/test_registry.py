@@ -185,6 +185,9 @@ CASES = {
 FACTORIES = {
     'JanusDemoTokenizer': (PreTrainedTokenizerBase,
                            lambda tokenizer: len(tokenizer) == 512),
+    'QwenDemoTokenizer': (PreTrainedTokenizerBase,
+                          lambda tokenizer: len(tokenizer) == 512 and
+                          tokenizer.convert_tokens_to_ids('<|im_end|>') == 2),
 }
 
 
