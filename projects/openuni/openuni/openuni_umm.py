@@ -36,7 +36,8 @@ from reca_toolkit.models.builder import build_component
 from reca_toolkit.models.lora import merged_state_dict
 from reca_toolkit.models.tokenizers import demo_tokenizer
 from reca_toolkit.models.umm.base import (BaseUMM, Condition, answer_loss,
-                                          run_backbone, token_condition)
+                                          run_backbone, special_token_ids,
+                                          token_condition)
 from reca_toolkit.models.weightless import parameters_on_meta
 from reca_toolkit.registry import ENCODERS, GENERATORS, TOKENIZERS, UMMS
 
@@ -430,16 +431,8 @@ class OpenUniUMM(BaseUMM):
                     null_prompt=NULL_PROMPT)
 
     def _special_ids(self):
-        tok = self.tokenizer
-        ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-        missing = [t for t, v in ids.items()
-                   if v is None or tok.convert_ids_to_tokens(v) != t]
-        if missing:
-            raise ValueError(f'the tokenizer lacks InternVL tokens {missing}')
-        if len(tok) > self.llm.config.vocab_size:
-            raise ValueError(f'the tokenizer has {len(tok)} tokens but the '
-                             f'LLM only {self.llm.config.vocab_size}')
-        return ids
+        return special_token_ids(self.tokenizer, SPECIAL_TOKENS,
+                                 self.llm.config.vocab_size, 'InternVL')
 
     # prompts ----------------------------------------------------------------
     def _text(self, text):

@@ -174,6 +174,22 @@ def token_condition(rows, embedding, pad_id, image_embeds=None, labels=None):
     return condition if labels is None else (condition, target)
 
 
+def special_token_ids(tokenizer, tokens, vocab_size, family):
+    """``{token: id}`` for a chat template's special tokens; raises naming
+    the missing ones (by round trip, not against unk: Qwen2Tokenizer's unk
+    token is <|endoftext|> itself) or a tokenizer larger than the
+    model's vocabulary."""
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in tokens}
+    missing = [t for t, v in ids.items()
+               if v is None or tokenizer.convert_ids_to_tokens(v) != t]
+    if missing:
+        raise ValueError(f'the tokenizer lacks {family} tokens {missing}')
+    if len(tokenizer) > vocab_size:
+        raise ValueError(f'the tokenizer has {len(tokenizer)} tokens but the '
+                         f'LLM only {vocab_size}')
+    return ids
+
+
 def answer_loss(backbone, head, condition, labels, chunk_size=None):
     """Image-to-text cross-entropy: the backbone over ``condition``, the
     state at t predicting token t + 1, only the positions ``labels`` score
@@ -438,5 +454,6 @@ class _ScaleGradient(torch.autograd.Function):
 
 
 __all__ = ['BaseUMM', 'Condition', 'answer_loss', 'attention_bias',
-           'is_block', 'position_ids', 'token_condition',
+           'is_block', 'position_ids', 'special_token_ids',
+           'token_condition',
            'run_backbone', 'scale_gradient']

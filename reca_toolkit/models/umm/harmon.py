@@ -40,7 +40,7 @@ from reca_toolkit.models.lora import merged_state_dict
 from reca_toolkit.models.tokenizers import demo_tokenizer
 from reca_toolkit.models.umm.base import (BaseUMM, Condition, answer_loss,
                                           run_backbone, scale_gradient,
-                                          token_condition)
+                                          special_token_ids, token_condition)
 from reca_toolkit.models.weightless import parameters_on_meta
 from reca_toolkit.registry import ENCODERS, GENERATORS, TOKENIZERS, UMMS
 
@@ -272,20 +272,9 @@ class HarmonUMM(BaseUMM):
         return self.mar
 
     def _special_ids(self):
-        tok = self.tokenizer
-        ids = {name: tok.convert_tokens_to_ids(token) for name, token in
-               zip(('endoftext', 'im_start', 'im_end'), QWEN_SPECIAL_TOKENS)}
-        # By round trip, not against unk: Qwen2Tokenizer's unk token is
-        # <|endoftext|> itself.
-        missing = [token for token, v in zip(QWEN_SPECIAL_TOKENS,
-                                             ids.values())
-                   if v is None or tok.convert_ids_to_tokens(v) != token]
-        if missing:
-            raise ValueError(f'the tokenizer lacks Qwen chat tokens {missing}')
-        if len(tok) > self.llm.config.vocab_size:
-            raise ValueError(f'the tokenizer has {len(tok)} tokens but the '
-                             f'LLM only {self.llm.config.vocab_size}')
-        return ids
+        ids = special_token_ids(self.tokenizer, QWEN_SPECIAL_TOKENS,
+                                self.llm.config.vocab_size, 'Qwen chat')
+        return dict(zip(('endoftext', 'im_start', 'im_end'), ids.values()))
 
     # prompts ------------------------------------------------------------------
     def _text(self, text):
