@@ -56,8 +56,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # The published architectures (InternVL3-{1B,2B}-hf, SANA 600M / 1600M
 # 512 px and DC-AE f32c32 config.json files), for building either size
-# without its folders (the sizing tools). The connector follows the LLM's
-# width with 6 layers.
+# without its folders (the sizing tools). The connectors are those of
+# wusize/OpenUni configs/models/openuni_{b,l}_internvl3_*_sana_*_512_hf.py:
+# 6 layers at the LLM's width, with their own MLP width and head count.
 _INTERNVIT_300M = dict(hidden_size=1024, num_hidden_layers=24,
                        num_attention_heads=16, intermediate_size=4096,
                        image_size=[448, 448], patch_size=[14, 14],
@@ -94,7 +95,7 @@ OPENUNI_ARCHITECTURES = {
                   cross_attention_dim=1152, caption_channels=2304,
                   mlp_ratio=2.5, sample_size=16, patch_size=1),
         dcae=_DCAE_F32C32,
-        connector=dict(hidden_size=896, intermediate_size=4864,
+        connector=dict(hidden_size=896, intermediate_size=3072,
                        num_hidden_layers=6, num_attention_heads=14)),
     'l': dict(
         internvl=dict(
@@ -114,7 +115,7 @@ OPENUNI_ARCHITECTURES = {
                   mlp_ratio=2.5, sample_size=16, patch_size=1),
         dcae=_DCAE_F32C32,
         connector=dict(hidden_size=1536, intermediate_size=8960,
-                       num_hidden_layers=6, num_attention_heads=12)),
+                       num_hidden_layers=6, num_attention_heads=24)),
 }
 DEFAULT_FROZEN = ('vision', 'llm', 'lm_head', 'vae')
 

@@ -157,3 +157,23 @@ def test_demo_config_trains_through_the_tools(tmp_path):
     records = [json.loads(line) for line in next(
         tmp_path.glob('*/vis_data/scalars.json')).read_text().splitlines()]
     assert len(records) == 2 and all(r['loss_recon'] > 0 for r in records)
+
+
+@pytest.mark.parametrize('variant, width, mlp, heads', [
+    ('b', 896, 3072, 14), ('l', 1536, 8960, 24)])
+def test_published_connector_sizes_and_key_names(variant, width, mlp, heads):
+    """wusize/OpenUni configs/models/openuni_{b,l}_*_512_hf.py: 6 layers at
+    the LLM's width; keys as the checkpoint's ``connector.`` entries."""
+    from projects.openuni.openuni.openuni_umm import (OPENUNI_ARCHITECTURES,
+                                                      Connector)
+    config = OPENUNI_ARCHITECTURES[variant]['connector']
+    with torch.device('meta'):
+        connector = Connector(config)
+    layer = 4 * (width * width + width) + 2 * width * mlp + mlp + width + \
+        4 * width
+    assert sum(p.numel() for p in connector.parameters()) == 6 * layer
+    assert connector.encoder.layers[0].self_attn.head_dim == width // heads
+    keys = set(connector.encoder.state_dict())
+    assert {'layers.5.self_attn.out_proj.weight', 'layers.0.layer_norm1.bias',
+            'layers.0.mlp.fc1.weight', 'layers.0.layer_norm2.weight'} <= keys
+    assert not any(k.startswith(('post_layernorm', 'norm')) for k in keys)
