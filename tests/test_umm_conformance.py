@@ -205,6 +205,38 @@ def test_a_samples_loss_does_not_depend_on_its_batch(family, model):
         or family.name == 'janus_pro'  # teacher forcing draws nothing
 
 
+def test_each_answer_is_scored_against_its_own_image(family):
+    """Answers of one length, questions of two: the batch's image-to-text
+    loss is the mean of each (image, conversation) pair's own loss, so the
+    answers must meet their images (and padding must not leak in); crossed
+    pairs give another loss. A model at initialisation is nearly indifferent
+    to its input, so its matrices are scaled up and the images are a black
+    and a white one."""
+    from reca_toolkit.models.objectives import ImageToText
+    model = build(family)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.mul_(4)
+    objective = ImageToText()
+    size = family.image_size
+    pixels = torch.stack([torch.full((3, size, size), -1.0),
+                          torch.full((3, size, size), 1.0)])
+    conversations = [[('What is in the image?', 'Shapes.')],
+                     [('Describe the picture in a few words.', 'Shapes.')]]
+
+    def loss(rows, convs):
+        return objective.loss(model.umm, dict(und_pixels=pixels[rows],
+                                              conversations=convs))['loss']
+
+    with torch.no_grad():
+        paired = loss([0, 1], conversations)
+        own = (loss([0], conversations[:1]) + loss([1], conversations[1:])) / 2
+        crossed = loss([1, 0], conversations)
+    torch.testing.assert_close(paired, own, rtol=1e-4, atol=1e-5)
+    assert (crossed - paired).abs() > 1e-2, (paired, crossed)
+
+
 def gradients(family, data):
     model = without_zero_init(build(family))
     losses = model.loss(data)

@@ -85,7 +85,9 @@ MUTATIONS = [
              T_OBJ, what='image embeddings dropped from the condition'),
     Mutation('O7', OBJ + 'image_to_text.py',
              "batch['conversations'])", "batch['conversations'][::-1])",
-             T_OBJ, what='answers paired with the wrong images'),
+             ('tests/test_umm_conformance.py::'
+              'test_each_answer_is_scored_against_its_own_image', ),
+             what='answers paired with the wrong images'),
     # models/reca.py -------------------------------------------------------
     Mutation('R1', RECA, "outputs.pop('loss') * objective.weight",
              "outputs.pop('loss')", T_OBJ, what='objective weight ignored'),
