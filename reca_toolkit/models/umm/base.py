@@ -221,11 +221,16 @@ class BaseUMM(nn.Module):
         uncounted_switches: arguments that remove recomputation (activation
             checkpointing, chunked losses), which model FLOPs leave out.
         lora_part: the part LoRA adapters go into.
+        crossed_frozen_parts: frozen parts that gradients still cross on
+            their way to trainable ones (OpenUni's LLM lies between its
+            trainable meta-queries and connector); activation checkpointing
+            covers them as well, since their activations are kept too.
     """
     naive_switches = dict(attn_implementation='eager', compile_layers=False)
     uncounted_switches = dict(gradient_checkpointing=False,
                               compile_layers=False)
     lora_part = 'language_model'
+    crossed_frozen_parts = ()
 
     def parts(self):
         """Name -> module for every part a user may freeze or train."""
@@ -371,18 +376,23 @@ class BaseUMM(nn.Module):
                 block.compile(**options)
 
     def enable_checkpointing(self):
-        """Activation checkpointing of every trainable part that supports
-        it: transformers models through their own switch, other modules
-        (MAR) through their ``grad_checkpointing`` attribute."""
+        """Activation checkpointing of every trainable part, and every
+        crossed frozen part, that supports it: transformers and diffusers
+        models through their own switches, other modules (MAR) through
+        their ``grad_checkpointing`` attribute."""
+        from diffusers import ModelMixin
         from transformers import PreTrainedModel
         for name, module in self.parts().items():
-            if self.is_frozen(name):
+            if self.is_frozen(name) and name not in self.crossed_frozen_parts:
                 continue
             if isinstance(module, PreTrainedModel):
                 if module.supports_gradient_checkpointing:
                     module.activation_checkpointing_enable(
                         activation_checkpointing_kwargs=dict(
                             use_reentrant=False))
+            elif isinstance(module, ModelMixin):
+                if module._supports_gradient_checkpointing:
+                    module.enable_gradient_checkpointing()
             elif hasattr(module, 'grad_checkpointing'):
                 module.grad_checkpointing = True
 
@@ -395,7 +405,7 @@ class BaseUMM(nn.Module):
         self.frozen = tuple(frozen)
         for name in frozen:
             parts[name].requires_grad_(False)
-            parts[name].eval()
+        self._set_frozen_modes(self.training)
         print_log('\n' + self.parameter_table(), logger='current')
 
     def is_frozen(self, name):
@@ -403,9 +413,23 @@ class BaseUMM(nn.Module):
 
     def train(self, mode=True):
         super().train(mode)
-        for name in getattr(self, 'frozen', ()):
-            self.parts()[name].eval()
+        if hasattr(self, 'frozen'):
+            self._set_frozen_modes(mode)
         return self
+
+    def _set_frozen_modes(self, mode):
+        """Frozen parts run in eval mode (no dropout). transformers layers
+        checkpoint only in training mode, so in a crossed frozen part the
+        layers alone -- not their attention or MLP modules -- follow
+        ``mode``."""
+        from transformers.modeling_layers import GradientCheckpointingLayer
+        for name in self.frozen:
+            part = self.parts()[name]
+            part.eval()
+            if name in self.crossed_frozen_parts:
+                for layer in part.modules():
+                    if isinstance(layer, GradientCheckpointingLayer):
+                        layer.training = mode
 
     def parameter_table(self):
         rows = [('part', 'trainable', 'frozen', 'dtype')]
