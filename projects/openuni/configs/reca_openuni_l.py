@@ -11,9 +11,10 @@
 #   checkpoints/dc-ae-f32c32-sana-1.1-diffusers
 # Memory (tools/analysis_tools/estimate.py, architecture only): at 42 per
 # GPU without activation checkpointing (upstream's setting) a step needs
-# about 126 GiB; on 80 GiB GPUs keep the optimizer step's 672 images with
-# train_dataloader.batch_size=21, optim_wrapper.accumulative_counts=32 and
-# model.umm.gradient_checkpointing=True (about 61 GiB).
+# about 126 GiB; on 80 GiB GPUs add
+# --cfg-options model.umm.gradient_checkpointing=True (about 38 GiB at 42
+# per GPU: the frozen LLM, which the meta-queries' gradient crosses, the
+# connector and SANA recompute their layers in the backward).
 _base_ = ['./reca_openuni_b.py']
 cosine_end = 5000
 warmup_iters = cosine_end // 100  # 1%

@@ -31,6 +31,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from transformers import SiglipVisionConfig
+from transformers.models.siglip.modeling_siglip import (SiglipEncoder,
+                                                        SiglipPreTrainedModel)
 
 from reca_toolkit.models.builder import build_component
 from reca_toolkit.models.lora import merged_state_dict
@@ -142,17 +145,22 @@ class MetaQueries(nn.Module):
         return self.queries.unsqueeze(0).expand(batch_size, -1, -1)
 
 
-class Connector(nn.Module):
+class Connector(SiglipPreTrainedModel):
     """A SigLIP-style encoder (transformers ``SiglipEncoder``, bidirectional)
-    over the meta-queries' hidden states."""
+    over the meta-queries' hidden states; a ``PreTrainedModel`` so that
+    SigLIP's initialisation and the shared activation-checkpointing switch
+    apply to it.
+
+    Args:
+        config: ``SiglipVisionConfig`` arguments (width, depth, heads).
+    """
 
     def __init__(self, config, attn_implementation='sdpa'):
-        super().__init__()
-        from transformers import SiglipVisionConfig
-        from transformers.models.siglip.modeling_siglip import SiglipEncoder
-        self.config = SiglipVisionConfig(**config)
-        self.config._attn_implementation = attn_implementation
-        self.encoder = SiglipEncoder(self.config)
+        config = SiglipVisionConfig(**config)
+        config._attn_implementation = attn_implementation
+        super().__init__(config)
+        self.encoder = SiglipEncoder(config)
+        self.post_init()
 
     def forward(self, hidden):
         return self.encoder(inputs_embeds=hidden).last_hidden_state
@@ -196,6 +204,7 @@ class OpenUniUMM(BaseUMM):
         max_length: image-to-text sequences are cut to this many tokens.
     """
     lora_part = 'llm'
+    crossed_frozen_parts = ('llm', )
 
     def __init__(self,
                  pretrained=None,
@@ -417,13 +426,6 @@ class OpenUniUMM(BaseUMM):
 
     def blocks(self):
         return super().blocks() + list(self.transformer.transformer_blocks)
-
-    def enable_checkpointing(self):
-        super().enable_checkpointing()
-        if not self.is_frozen('transformer'):
-            self.transformer.enable_gradient_checkpointing()
-        if not self.is_frozen('connector'):
-            self.connector.encoder.gradient_checkpointing = True
 
     def sampling_settings(self):
         return dict(super().sampling_settings(), image_size=self.image_size,

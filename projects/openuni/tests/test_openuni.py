@@ -108,6 +108,42 @@ def test_meta_queries_connector_and_sana_train_internvl_frozen():
                if n.startswith(frozen))
 
 
+def test_checkpointing_recomputes_the_frozen_llm_and_keeps_gradients():
+    """Gradients cross the frozen LLM (meta-queries -> connector), so its
+    activations are kept like a trainable part's: checkpointing recomputes
+    its layers, the connector's and SANA's in the backward, with the same
+    gradients, while the LLM's attention stays in eval mode."""
+    data = dict(recon=dict(und_pixels=pixels(), gen_pixels=pixels(),
+                           draw=torch.arange(2)))
+    grads, calls = [], []
+    for switch in (False, True):
+        model = build(gradient_checkpointing=switch)
+        model.train()
+        umm = model.umm
+        count = {}
+        # transformers checkpoints a layer's forward, inside its hooks, and
+        # the recompute stops once the last saved tensor is back: count the
+        # starts of a module within each layer.
+        inner = dict(llm=umm.llm.layers[0].mlp,
+                     connector=umm.connector.encoder.layers[0].mlp,
+                     sana=umm.transformer.transformer_blocks[0].ff)
+        for name, module in inner.items():
+            module.register_forward_pre_hook(
+                lambda *_, name=name: count.update({name: count.get(name, 0)
+                                                    + 1}))
+        model.loss(data)['loss_recon'].backward()
+        calls.append(count)
+        grads.append({n: p.grad for n, p in umm.named_parameters()
+                      if p.grad is not None})
+        assert not umm.llm.layers[0].self_attn.training
+    assert calls[0] == dict(llm=1, connector=1, sana=1)
+    assert calls[1] == dict(llm=2, connector=2, sana=2)
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name],
+                                   rtol=1e-5, atol=1e-7)
+
+
 def test_missing_parts_are_named_before_building(tmp_path):
     (tmp_path / 'internvl').mkdir()
     (tmp_path / 'internvl' / 'config.json').write_text('{}')
