@@ -128,4 +128,5 @@ def test_official_results_file_parses(tmp_path):
                     '\tentity - whole: 91.0\nImage path: x\n'
                     'DPG-Bench score: 83.25\n')
     assert read_dpg_results(path) == {'dpg': 83.25, 'entity': 90.5,
-                                      'global': 80.0}
+                                      'global': 80.0,
+                                      'L2/entity - whole': 91.0}
