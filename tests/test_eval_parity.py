@@ -3,6 +3,7 @@ differ: djghosh13/geneval ``evaluation/evaluate_images.py`` and
 TencentQQGYLab/ELLA ``dpg_bench/compute_dpg_bench.py`` (docs/evaluation.md,
 "Parity")."""
 import csv
+import sys
 
 import numpy as np
 import pytest
@@ -196,3 +197,43 @@ def test_dpg_question_graph_is_read_as_prepare_dpg_data(tmp_path):
         ('a', 1, '0', 'entity - whole (cat)', 'q1'),
         ('b', 1, '0', 'entity - whole (dog)', 'q1')])
     assert read_question_graph(only, skip_first_question=True)['a'] == []
+
+
+RESULTS_SCRIPT = '''
+import os, sys
+image_dir, results_file, score = sys.argv[1:]
+names = sorted(os.listdir(image_dir))
+with open(results_file, 'w') as f:
+    f.write(f"files {names}\\nL1 category scores:\\n\\tentity: 50.0\\n"
+            f"L2 category scores:\\n\\tentity - whole: 50.0\\n"
+            f"DPG-Bench score: {score}\\n")
+'''
+
+
+@pytest.mark.parametrize('layout, script, bad_key', [
+    ('grid', "ELLA's", 'a.b'), ('separate', "the RecA authors' modified",
+                                'a_b')])
+def test_dpg_external_scorer_reads_either_layout(tmp_path, layout, script,
+                                                 bad_key):
+    questions = write_csv(tmp_path / 'dpg.csv', [
+        (key, 1, '0', 'entity - whole (cat)', 'Is there a cat?')
+        for key in ('a', bad_key)])
+    (tmp_path / 'score.py').write_text(RESULTS_SCRIPT)
+
+    def metric(score, key='a'):
+        m = DPGMetric(questions, out_dir=str(tmp_path / score),
+                      layout=layout, external_command=dict(
+                          type='ExternalCommand', command=[
+                              sys.executable, str(tmp_path / 'score.py'),
+                              '{image_dir}', '{results_file}', score]))
+        m.process(None, [dpg_sample(key)])
+        return m
+
+    assert metric('62.5').evaluate(1) == {
+        'dpg/dpg': 62.5, 'dpg/entity': 50.0, 'dpg/L2/entity - whole': 50.0}
+    # e.g. ELLA's script on separate files finds no questions: all skipped
+    with pytest.raises(ValueError, match=f'needs {script} compute_dpg'):
+        metric('nan').evaluate(1)
+    # the official scripts take the key from the file name
+    with pytest.raises(ValueError, match='would not find its questions'):
+        metric('1', key=bad_key)

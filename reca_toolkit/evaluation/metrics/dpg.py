@@ -37,6 +37,7 @@ script (ELLA's for ``grid``, RecA's for ``separate``) runs in its own
 environment (mPLUG via modelscope); its results file is parsed.
 """
 import csv
+import math
 import os.path as osp
 import re
 from pathlib import Path
@@ -137,7 +138,7 @@ def read_dpg_results(path):
     """The official results file -> ``{'dpg': score, '<L1>': score, ...,
     'L2/<L2>': score, ...}``."""
     text = Path(path).read_text()
-    total = re.search(r'DPG-Bench score:\s*([-\d.eE]+)', text)
+    total = re.search(r'DPG-Bench score:\s*([-\d.eE]+|nan)', text)
     if total is None:
         raise ValueError(f'{path} has no "DPG-Bench score:" line')
     scores = {'dpg': float(total.group(1))}
@@ -301,7 +302,15 @@ class DPGMetric(BaseMetric):
             build_scorer(self.external_cfg)(
                 image_dir=self.image_dir, results_file=results_file,
                 resolution=self.resolution[0], pic_num=self.pic_num)
-            return read_dpg_results(results_file)
+            scores = read_dpg_results(results_file)
+            if math.isnan(scores['dpg']):
+                script = "ELLA's" if self.layout == 'grid' else \
+                    "the RecA authors' modified"
+                raise ValueError(
+                    f'{results_file}: the official script scored no image '
+                    f"file; layout='{self.layout}' needs {script} "
+                    'compute_dpg_bench.py')
+            return scores
         files = [f for r in results for f in r['files']]
         self.skipped = [f"{f['name']}: {f['skipped']}" for f in files
                         if 'skipped' in f]
