@@ -80,15 +80,21 @@ def test_psnr_and_ssim_match_the_reference_formulas():
 
 
 @pytest.fixture(scope='module')
-def alexnet_file(tmp_path_factory):
-    """A torchvision AlexNet's ``features`` (random, seeded): the same
-    weights go into the scorer and the reference below."""
+def alexnet(tmp_path_factory):
+    """A torchvision AlexNet's ``features`` (random, seeded) and the file
+    they are saved in: the same weights go into the scorer and into the
+    reference below."""
     torch.manual_seed(0)
     features = torchvision.models.alexnet(weights=None).features
     path = tmp_path_factory.mktemp('lpips') / 'alexnet.safetensors'
     save_file({f'features.{k}': v for k, v in features.state_dict().items()},
               str(path))
-    return str(path)
+    return features, str(path)
+
+
+@pytest.fixture(scope='module')
+def alexnet_file(alexnet):
+    return alexnet[1]
 
 
 @pytest.fixture(scope='module')
@@ -96,21 +102,17 @@ def lpips(alexnet_file):
     return LPIPS(alexnet_file)
 
 
-def reference_lpips(x, y, weights_file, heads_file):
+def reference_lpips(x, y, features, heads_file):
     """LPIPS written out: LPIPS's input scaling, AlexNet's five ReLU maps,
     each unit-normalised over channels (sqrt(sum + 1e-8)), the squared
     difference weighted by the head, summed over channels, averaged over
     space, summed over layers."""
-    model = torchvision.models.alexnet(weights=None)
-    model.features.load_state_dict(
-        {k[len('features.'):]: v
-         for k, v in load_state_dict(weights_file).items()})
     heads = load_state_dict(heads_file)
     shift = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
     scale = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
     fx, fy, total = (x - shift) / scale, (y - shift) / scale, 0
     with torch.no_grad():
-        for n, layer in enumerate(model.features[:ALEXNET_RELUS[-1] + 1]):
+        for n, layer in enumerate(features[:ALEXNET_RELUS[-1] + 1]):
             fx, fy = layer(fx), layer(fy)
             if n in ALEXNET_RELUS:
                 head = heads[f'lin{ALEXNET_RELUS.index(n)}.model.1.weight']
@@ -123,10 +125,10 @@ def reference_lpips(x, y, weights_file, heads_file):
     return total
 
 
-def test_lpips_is_torchmetrics_with_the_local_backbone(lpips, alexnet_file):
+def test_lpips_is_torchmetrics_with_the_local_backbone(lpips, alexnet):
     g = torch.Generator().manual_seed(0)
     x, y = (torch.rand(2, 3, 64, 64, generator=g) * 2 - 1 for _ in 'xy')
-    expected = reference_lpips(x, y, alexnet_file, lpips.heads)
+    expected = reference_lpips(x, y, alexnet[0], lpips.heads)
     assert lpips(x, y).double().numpy() == pytest.approx(expected.numpy(),
                                                          rel=1e-4)
     assert Path(lpips.heads).parent.name == 'lpips_models'
