@@ -113,13 +113,15 @@ def one_question(tmp_path):
 
 def test_dpg_grid_categories_come_from_the_last_tile(one_question):
     # answers yes, yes, yes, no: DPG 75 either way; categories 0 upstream
-    official = DPGMetric(one_question, vqa=DarkTileVQA())
+    official = DPGMetric(one_question, vqa=DarkTileVQA(),
+                         skip_first_question=False)
     official.process(None, [dpg_sample('a', 3)])
     scores = official.evaluate(1)
     assert scores['dpg/dpg'] == 75.0
     assert scores['dpg/entity'] == 0.0
     assert scores['dpg/L2/entity - whole'] == 0.0
     averaged = DPGMetric(one_question, vqa=DarkTileVQA(),
+                         skip_first_question=False,
                          average_tile_categories=True)
     averaged.process(None, [dpg_sample('a', 3)])
     scores = averaged.evaluate(1)
@@ -131,7 +133,8 @@ def test_dpg_grid_categories_come_from_the_last_tile(one_question):
 def test_dpg_separate_layout_scores_each_file_as_recas_script(one_question,
                                                               tmp_path):
     metric = DPGMetric(one_question, vqa=DarkTileVQA(), layout='separate',
-                       out_dir=str(tmp_path / 'out'))
+                       out_dir=str(tmp_path / 'out'),
+                       skip_first_question=False)
     metric.process(None, [dpg_sample('a', 3)])
     scores = metric.evaluate(1)
     # each file's own answers count: 3 of 4 files have a cat
@@ -154,7 +157,7 @@ def test_dpg_reports_second_level_categories(tmp_path):
         def __call__(self, image, question):
             return 'no' if question == 'q2' else 'yes'
 
-    metric = DPGMetric(path, vqa=NoToColor())
+    metric = DPGMetric(path, vqa=NoToColor(), skip_first_question=False)
     metric.process(None, [dpg_sample('a')])
     assert metric.evaluate(1) == {
         'dpg/dpg': pytest.approx(200 / 3), 'dpg/attribute': 50.0,
@@ -172,7 +175,7 @@ def test_dpg_skip_first_question_skips_a_prompt_that_lost_a_parent(
          'Is the cat black?'),
         ('b', 1, '0', 'entity - whole (dog)', 'Is there a dog?'),
         ('b', 2, '1', 'relation - spatial (dog, sofa, on)', 'On a sofa?')])
-    metric = DPGMetric(path, vqa=DarkTileVQA(), skip_first_question=True)
+    metric = DPGMetric(path, vqa=DarkTileVQA())  # skips by default
     metric.process(None, [dpg_sample('partiprompts97'), dpg_sample('b', 0)])
     scores = metric.evaluate(2)
     # only b counts: tiles 1-3 score 1, tile 0 scores 0 -> 75
@@ -197,6 +200,13 @@ def test_dpg_question_graph_is_read_as_prepare_dpg_data(tmp_path):
         ('a', 1, '0', 'entity - whole (cat)', 'q1'),
         ('b', 1, '0', 'entity - whole (dog)', 'q1')])
     assert read_question_graph(only, skip_first_question=True)['a'] == []
+    # a prompt left without questions is skipped, as upstream's lookup of
+    # a missing key fails inside its try
+    metric = DPGMetric(only, vqa=DarkTileVQA())
+    metric.process(None, [dpg_sample('a'), dpg_sample('b')])
+    assert metric.evaluate(2)['dpg/dpg'] == 100.0
+    assert metric.card_info()['skipped_files'] == [
+        'a.png: no questions left after skip_first_question']
 
 
 RESULTS_SCRIPT = '''
@@ -222,7 +232,8 @@ def test_dpg_external_scorer_reads_either_layout(tmp_path, layout, script,
 
     def metric(score, key='a'):
         m = DPGMetric(questions, out_dir=str(tmp_path / score),
-                      layout=layout, external_command=dict(
+                      layout=layout, skip_first_question=False,
+                      external_command=dict(
                           type='ExternalCommand', command=[
                               sys.executable, str(tmp_path / 'score.py'),
                               '{image_dir}', '{results_file}', score]))

@@ -179,7 +179,8 @@ class DPGMetric(BaseMetric):
         layout: ``'grid'`` (ELLA: one 2 x 2 grid file per prompt, scored
             per tile) or ``'separate'`` (the RecA authors: one file per
             image).
-        skip_first_question: reproduce upstream's dropped first CSV row.
+        skip_first_question: reproduce upstream's dropped first CSV row
+            (the default); False scores it.
         average_tile_categories: ``grid`` only: category scores from every
             tile's answers rather than upstream's last tile's.
         external_command: an ``ExternalCommand`` running the official
@@ -190,7 +191,7 @@ class DPGMetric(BaseMetric):
     default_prefix = 'dpg'
 
     def __init__(self, question_file, vqa=None, out_dir=None, layout='grid',
-                 skip_first_question=False, average_tile_categories=False,
+                 skip_first_question=True, average_tile_categories=False,
                  external_command=None, source=None, collect_device='cpu',
                  prefix=None):
         super().__init__(collect_device=collect_device, prefix=prefix)

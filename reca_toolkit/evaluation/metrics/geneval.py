@@ -9,12 +9,12 @@ The rule is a native re-implementation of ``djghosh13/geneval``'s
 ``counting``), at most 16 per class, NMS off; ``include`` clauses are ANDed
 and ``exclude`` clauses ORed; colour is checked on the top-``count``
 detections only; position compares box centres after shrinking the offset
-by 0.1 of the summed box sizes. Scores and boxes are float32 as mmdet's are,
-and ties in score order as numpy's ``argsort`` puts them, so boundary cases
-fall as upstream's (docs/evaluation.md, "Parity"). Its learned parts are
-injected: a detector
-and a colour classifier (:mod:`reca_toolkit.evaluation.scorers`). With the
-palette scorers it is GenEval-Shapes, exact on rendered scenes.
+by 0.1 of the summed box sizes. Scores and boxes are float32 as mmdet's
+are, and tied scores are ordered as numpy's ``argsort`` puts them, so
+boundary cases fall as upstream's (docs/evaluation.md, "Parity"). Its
+learned parts are injected: a detector and a colour classifier
+(:mod:`reca_toolkit.evaluation.scorers`). With the palette scorers it is
+GenEval-Shapes, exact on rendered scenes.
 
 Differences from the official summary script, on purpose: results are keyed
 by tag *name* (``summary_scores.py`` prints a fixed header over columns in
