@@ -1,6 +1,7 @@
 """Reconstruction metrics (torchmetrics) against reference formulas
 written out here, on the same inputs and the same backbone weights."""
 import socket
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -211,3 +212,9 @@ def test_a_perfect_reconstruction_scores_perfectly(lpips):
     assert scores['recon/lpips'] == pytest.approx(0.0, abs=1e-12)
     assert scores['recon/rfid'] == pytest.approx(0.0, abs=1e-6)
     assert scores['recon/psnr'] == float('inf')
+
+
+def test_without_torchmetrics_the_error_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'torchmetrics.functional.image', None)
+    with pytest.raises(ImportError, match=r"reca_toolkit\[eval\]"):
+        ssim(images(0), images(1))
