@@ -93,7 +93,8 @@ def prompts(tmp_path):
 
 def test_grid_layout_scores_each_tile(csv_file, prompts, tmp_path):
     vqa = QuestionVQA(absent=('cat black',))
-    metric = DPGMetric(csv_file, vqa=vqa, out_dir=str(tmp_path / 'grid'))
+    metric = DPGMetric(csv_file, vqa=vqa, out_dir=str(tmp_path / 'grid'),
+                       skip_first_question=False)
     scores = run(metric, prompts)
     # a: 1, 0, 0 (zeroed), 1 -> 0.5; b: 1 -> mean 0.75
     assert scores['dpg/dpg'] == pytest.approx(75.0)
@@ -108,7 +109,7 @@ def test_grid_layout_scores_each_tile(csv_file, prompts, tmp_path):
 def test_separate_layout_writes_one_file_per_image(csv_file, prompts,
                                                    tmp_path):
     metric = DPGMetric(csv_file, vqa=QuestionVQA(), out_dir=str(tmp_path),
-                       layout='separate')
+                       layout='separate', skip_first_question=False)
     assert run(metric, prompts)['dpg/dpg'] == 100.0
     assert sorted(p.name for p in (tmp_path / 'images').iterdir()) == \
         [f'{k}_{i}.png' for k in 'ab' for i in range(4)]
@@ -128,4 +129,5 @@ def test_official_results_file_parses(tmp_path):
                     '\tentity - whole: 91.0\nImage path: x\n'
                     'DPG-Bench score: 83.25\n')
     assert read_dpg_results(path) == {'dpg': 83.25, 'entity': 90.5,
-                                      'global': 80.0}
+                                      'global': 80.0,
+                                      'L2/entity - whole': 91.0}

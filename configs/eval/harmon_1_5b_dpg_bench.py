@@ -10,4 +10,16 @@ _base_ = [
     '../_base_/datasets/dpg_bench.py',
     '../_base_/default_runtime.py',
 ]
+# The authors' layout: one file per image, <key>_<i>.png, each scored by
+# their modified compute_dpg_bench.py (Benchmark/dpgbench/ of the RecA
+# repository), not ELLA's 2 x 2 grid.
+test_evaluator = dict(
+    layout='separate',
+    external_command=dict(
+        cwd='third_party/reconstruction-alignment/Benchmark',
+        command=['/opt/envs/dpg/bin/python', 'dpgbench/compute_dpg_bench.py',
+                 '--image-root-path', '{image_dir}',
+                 '--resolution', '{resolution}', '--pic-num', '{pic_num}',
+                 '--res-path', '{results_file}',
+                 '--csv', 'dpgbench/dpg_bench.csv']))
 custom_hooks = [dict(type='EvalSampleGridHook', num_images=16)]

@@ -1,34 +1,36 @@
 """The Frechet distance between Gaussian fits of two feature sets (FID,
-and rFID when one set is reconstructions of the other)."""
+and rFID when one set is reconstructions of the other), by torchmetrics'
+``FrechetInceptionDistance`` on features computed elsewhere."""
 import torch
+from torch import nn
+
+from reca_toolkit.evaluation.scorers.base import require_torchmetrics
 
 
-def gaussian_stats(features):
-    """Mean and covariance (``N - 1`` normalised) of ``[N, D]`` features."""
-    x = torch.as_tensor(features, dtype=torch.float64)
-    if x.dim() != 2 or len(x) < 2:
-        raise ValueError('Frechet distance needs at least 2 feature '
-                         f'vectors, got shape {tuple(x.shape)}')
-    mu = x.mean(0)
-    centred = x - mu
-    return mu, centred.T @ centred / (len(x) - 1)
+class _GivenFeatures(nn.Identity):
+    """The "feature network" of features that are already computed;
+    ``num_features`` spares torchmetrics its probe forward pass."""
+
+    def __init__(self, num_features):
+        super().__init__()
+        self.num_features = num_features
 
 
-def _psd_sqrt(matrix):
-    values, vectors = torch.linalg.eigh(matrix)
-    return vectors @ torch.diag(values.clamp(min=0).sqrt()) @ vectors.T
-
-
-def frechet_distance(mu1, sigma1, mu2, sigma2):
-    """``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))``.
-
-    ``Tr((S1 S2)^(1/2))`` is computed as the trace of the square root of
-    the symmetric ``S1^(1/2) S2 S1^(1/2)``, which has the same eigenvalues
-    and stays real where scipy's ``sqrtm`` of ``S1 S2`` can turn complex.
-    """
-    mu1, mu2, sigma1, sigma2 = (torch.as_tensor(t, dtype=torch.float64)
-                                for t in (mu1, mu2, sigma1, sigma2))
-    root1 = _psd_sqrt(sigma1)
-    cross = torch.linalg.eigvalsh(root1 @ sigma2 @ root1).clamp(min=0)
-    return float(((mu1 - mu2) ** 2).sum() + sigma1.trace() + sigma2.trace()
-                 - 2 * cross.sqrt().sum())
+def frechet_distance(features_a, features_b):
+    """FID of two ``[N, D]`` feature sets (N >= 2 each), in float64:
+    ``|mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))`` with
+    ``N - 1``-normalised covariances."""
+    fid_module = require_torchmetrics('image.fid', 'rFID')
+    a, b = (torch.as_tensor(f, dtype=torch.float64) for f in (features_a,
+                                                              features_b))
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1] or \
+            min(len(a), len(b)) < 2:
+        raise ValueError('Frechet distance needs two [N, D] feature sets '
+                         f'with N >= 2, got {tuple(a.shape)} and '
+                         f'{tuple(b.shape)}')
+    # Computed on one rank, from features MMEngine already collected.
+    fid = fid_module.FrechetInceptionDistance(
+        feature=_GivenFeatures(a.shape[1]), sync_on_compute=False)
+    fid.update(a, real=True)
+    fid.update(b, real=False)
+    return float(fid.compute())

@@ -9,9 +9,12 @@ The rule is a native re-implementation of ``djghosh13/geneval``'s
 ``counting``), at most 16 per class, NMS off; ``include`` clauses are ANDed
 and ``exclude`` clauses ORed; colour is checked on the top-``count``
 detections only; position compares box centres after shrinking the offset
-by 0.1 of the summed box sizes. Its learned parts are injected: a detector
-and a colour classifier (:mod:`reca_toolkit.evaluation.scorers`). With the
-palette scorers it is GenEval-Shapes, exact on rendered scenes.
+by 0.1 of the summed box sizes. Scores and boxes are float32 as mmdet's
+are, and tied scores are ordered as numpy's ``argsort`` puts them, so
+boundary cases fall as upstream's (docs/evaluation.md, "Parity"). Its
+learned parts are injected: a detector and a colour classifier
+(:mod:`reca_toolkit.evaluation.scorers`). With the palette scorers it is
+GenEval-Shapes, exact on rendered scenes.
 
 Differences from the official summary script, on purpose: results are keyed
 by tag *name* (``summary_scores.py`` prints a fixed header over columns in
@@ -30,6 +33,7 @@ from PIL import Image
 from reca_toolkit.evaluation.pixels import images_of
 from reca_toolkit.evaluation.scorers.builder import build_scorer, scorer_info
 from reca_toolkit.evaluation.scorers.base import file_sha256
+from reca_toolkit.evaluation.scorers.open_clip_colors import GENEVAL_COLORS
 from reca_toolkit.registry import METRICS
 
 
@@ -65,22 +69,32 @@ def box_iou(a, b):
 
 def keep_detections(detections, threshold, max_objects=16, max_overlap=1.0):
     """Class name -> detections above ``threshold``, most confident first,
-    at most ``max_objects`` each, greedy NMS unless ``max_overlap`` is 1."""
+    at most ``max_objects`` each, greedy NMS unless ``max_overlap`` is 1.
+
+    As ``evaluate_image`` does with mmdet's float32 score column: scores
+    are compared with ``threshold`` in float32 (a score of exactly
+    ``float32(threshold)`` is dropped) and ordered by
+    ``np.argsort(scores)[::-1]``, numpy's default (unstable) sort reversed,
+    so among tied scores the later-listed detection comes first.
+    """
     by_class = {}
     for det in detections:
-        if det.score > threshold:
-            by_class.setdefault(det.label, []).append(det)
+        by_class.setdefault(det.label, []).append(det)
     kept = {}
     for label, dets in by_class.items():
-        order = sorted(dets, key=lambda d: -d.score)[:max_objects]
+        scores = np.array([d.score for d in dets], dtype=np.float32)
+        order = np.argsort(scores)[::-1]
+        order = order[scores[order] > np.float32(threshold)]
+        order = order[:max_objects].tolist()
         chosen = []
         while order:
-            best = order.pop(0)
+            best = dets[order.pop(0)]
             chosen.append(best)
             if max_overlap < 1:
-                order = [d for d in order
-                         if box_iou(best.box, d.box) < max_overlap]
-        kept[label] = chosen
+                order = [i for i in order
+                         if box_iou(best.box, dets[i].box) < max_overlap]
+        if chosen:
+            kept[label] = chosen
     return kept
 
 
@@ -93,7 +107,9 @@ def relative_position(box_a, box_b, margin=0.1):
     holds where that component exceeds 0.5 in magnitude (image y points
     down, so "below" is positive dy).
     """
-    a, b = np.asarray(box_a[:4], float), np.asarray(box_b[:4], float)
+    # float32 like mmdet's boxes, so boundary cases round as upstream's
+    a = np.asarray(box_a[:4], np.float32)
+    b = np.asarray(box_b[:4], np.float32)
     offset = (a[:2] + a[2:]) / 2 - (b[:2] + b[2:]) / 2
     size_a, size_b = np.abs(a[2:] - a[:2]), np.abs(b[2:] - b[:2])
     revised = np.maximum(np.abs(offset) - margin * (size_a + size_b), 0) * \
@@ -114,6 +130,13 @@ def relative_position(box_a, box_b, margin=0.1):
 
 
 # the per-image rule ----------------------------------------------------------
+def _color_rank(color):
+    """Reasons list colours in GenEval's order (``COLORS`` of
+    ``evaluate_images.py``), others after them by name."""
+    return (GENEVAL_COLORS.index(color), '') if color in GENEVAL_COLORS \
+        else (len(GENEVAL_COLORS), color)
+
+
 def evaluate(objects, metadata, classify_colors, margin=0.1):
     """``(correct, reason)`` for one image.
 
@@ -136,7 +159,7 @@ def evaluate(objects, metadata, classify_colors, margin=0.1):
             if colors.count(req['color']) < count:
                 matched = False
                 seen = ', '.join(f'{colors.count(c)} {c}'
-                                 for c in dict.fromkeys(colors))
+                                 for c in sorted(set(colors), key=_color_rank))
                 reasons.append(f"expected {req['color']} {name}>={count}, "
                                f"found {colors.count(req['color'])} "
                                f"{req['color']}; and {seen}")

@@ -1,56 +1,35 @@
-"""Reconstruction fidelity of reconstructions vs inputs: PSNR, SSIM, and
-LPIPS / rFID with their feature networks injected."""
+"""Reconstruction fidelity of reconstructions vs inputs: PSNR and SSIM,
+and LPIPS / rFID with their feature networks injected -- each computed by
+torchmetrics (the ``eval`` extra), the implementation most published
+reconstruction numbers use."""
 import numpy as np
 import torch
-import torch.nn.functional as F
 from mmengine.evaluator import BaseMetric
 
-from reca_toolkit.evaluation.metrics.fid import (frechet_distance,
-                                                 gaussian_stats)
+from reca_toolkit.evaluation.metrics.fid import frechet_distance
+from reca_toolkit.evaluation.scorers.base import require_torchmetrics
 from reca_toolkit.evaluation.scorers.builder import build_scorer, scorer_info
 from reca_toolkit.registry import METRICS
 
 
 def psnr(pred, target, data_range=255.0):
-    """Per-image PSNR in dB of ``[N, C, H, W]`` tensors."""
-    mse = ((pred.double() - target.double()) ** 2).flatten(1).mean(1)
-    return 10 * torch.log10(data_range ** 2 / mse)
+    """Per-image PSNR in dB of ``[N, C, H, W]`` tensors, in float64."""
+    image = require_torchmetrics('functional.image', 'PSNR')
+    return image.peak_signal_noise_ratio(
+        pred.double(), target.double(), data_range=data_range,
+        reduction='none', dim=(1, 2, 3))
 
 
-def _gaussian_window(sigma=1.5, truncate=3.5):
-    radius = int(truncate * sigma + 0.5)
-    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    w = torch.exp(-0.5 * (x / sigma) ** 2)
-    return w / w.sum()
-
-
-def ssim(pred, target, data_range=255.0, sigma=1.5):
-    """Per-image SSIM of ``[N, C, H, W]`` tensors, averaged over channels.
-
-    Matches ``skimage.metrics.structural_similarity(gaussian_weights=True,
-    sigma=1.5, use_sample_covariance=False, data_range=...)``: Gaussian
-    moments (scipy's truncate=3.5), K1=0.01, K2=0.03, and the mean over the
-    image cropped by the window radius -- so only fully covered pixels
-    count and the border mode does not matter.
-    """
-    w = _gaussian_window(sigma)
-    radius = len(w) // 2
-    c = pred.shape[1]
-    kx = w.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
-    ky = w.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
-
-    def blur(x):
-        return F.conv2d(F.conv2d(x, kx, groups=c), ky, groups=c)
-
-    x, y = pred.double(), target.double()
-    mx, my = blur(x), blur(y)
-    vx = blur(x * x) - mx ** 2
-    vy = blur(y * y) - my ** 2
-    cov = blur(x * y) - mx * my
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    s = ((2 * mx * my + c1) * (2 * cov + c2)) / (
-        (mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
-    return s.flatten(1).mean(1)
+def ssim(pred, target, data_range=255.0):
+    """Per-image SSIM of ``[N, C, H, W]`` tensors, in float64:
+    torchmetrics' defaults (11 x 11 Gaussian window, sigma 1.5, K1 0.01,
+    K2 0.03), its map averaged over channels and the whole image, borders
+    reflect-padded (torchmetrics >= 1.5; scikit-image instead crops the
+    window radius)."""
+    image = require_torchmetrics('functional.image', 'SSIM')
+    return image.structural_similarity_index_measure(
+        pred.double(), target.double(), data_range=data_range,
+        reduction='none')
 
 
 @METRICS.register_module()
@@ -115,8 +94,8 @@ class ReconstructionMetric(BaseMetric):
                    for key in ('psnr', 'ssim', 'lpips') if key in results[0]}
         if 'feat_pred' in results[0]:
             metrics['rfid'] = frechet_distance(
-                *gaussian_stats(np.stack([r['feat_target'] for r in results])),
-                *gaussian_stats(np.stack([r['feat_pred'] for r in results])))
+                np.stack([r['feat_target'] for r in results]),
+                np.stack([r['feat_pred'] for r in results]))
         return metrics
 
     def card_info(self):

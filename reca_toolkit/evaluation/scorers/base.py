@@ -13,6 +13,7 @@ Any scorer may define ``info()`` returning a JSON-able dict (package
 versions, weight hashes, model names) that evaluation cards record.
 """
 import hashlib
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,18 @@ def package_version(name):
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def require_torchmetrics(module, what):
+    """``torchmetrics.<module>``, imported on first use: torchmetrics is an
+    optional dependency (the ``eval`` extra)."""
+    try:
+        return importlib.import_module(f'torchmetrics.{module}')
+    except ImportError:
+        raise ImportError(
+            f'{what} is computed by torchmetrics, an optional dependency '
+            "that is not installed: pip install 'reca_toolkit[eval]' (or "
+            "pip install 'torchmetrics>=1.5')") from None
 
 
 def load_state_dict(path):

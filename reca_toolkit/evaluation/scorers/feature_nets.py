@@ -1,9 +1,9 @@
-"""Feature networks for LPIPS and rFID, from local weights only.
+"""Feature networks for rFID, from local weights only.
 
-No backbone weights ship with any package this toolkit can install (the
-``lpips`` wheel has only its linear heads; Inception for FID is a download),
-so the user supplies them as files. Third-party weights are loaded from
-``.safetensors`` or with ``weights_only=True``, never unpickled.
+No backbone weights ship with any package this toolkit can install
+(Inception for FID is a download), so the user supplies them as files.
+Third-party weights are loaded from ``.safetensors`` or with
+``weights_only=True``, never unpickled.
 """
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,7 @@ class TorchvisionFeatures(nn.Module):
         nodes: graph node names to return (``features.1``, ``avgpool``).
         input_size: resize inputs to this side first (299 for Inception).
         mean, std: input normalisation after mapping to [0, 1]; None feeds
-            [-1, 1] unchanged (LPIPS applies its own scaling before).
+            [-1, 1] unchanged.
         arch_kwargs: constructor arguments (``aux_logits=False`` ...).
     """
 

@@ -1,39 +1,54 @@
-"""LPIPS (Zhang et al. 2018): learned perceptual distance, with the
-feature network injected.
+"""LPIPS (Zhang et al. 2018): learned perceptual distance, as torchmetrics
+computes it, with the backbone's weights from a local file.
 
-d(x, y) = sum over layers l of the spatial mean of
-|| w_l * (f_l(x) / |f_l(x)| - f_l(y) / |f_l(y)|) ||^2, where f_l are the
-backbone's activations (unit-normalised over channels) and w_l >= 0 the
-per-channel linear heads. Inputs in [-1, 1] are first shifted and scaled by
-LPIPS's constants. The heads ship in the ``lpips`` wheel
-(``lpips/weights/v0.1/alex.pth``: tensors ``lin<l>.model.1.weight``); the
-AlexNet/VGG backbone must come from a local file.
+torchmetrics' ``LearnedPerceptualImagePatchSimilarity`` downloads its
+ImageNet backbone from torchvision's hub. This scorer builds the same
+network (``torchmetrics.functional.image.lpips._LPIPS``) with a random
+backbone instead, so nothing is downloaded, and then loads the backbone from
+a torchvision state dict the user supplies (e.g. torchvision's
+``alexnet-owt-7be5be79.pth``; only its ``features.*`` tensors are used).
+The linear heads ship inside the torchmetrics wheel
+(``lpips_models/<net>.pth``, the LPIPS v0.1 heads); another heads file can
+be given. Both are read as tensors only, never unpickled.
 """
+import re
+from pathlib import Path
+
 import torch
 from torch import nn
 
-from reca_toolkit.evaluation.scorers.builder import build_scorer
+from reca_toolkit.evaluation.scorers.base import (file_sha256,
+                                                  load_state_dict,
+                                                  package_version,
+                                                  require_torchmetrics)
 from reca_toolkit.registry import SCORERS
-from reca_toolkit.evaluation.scorers.base import file_sha256, load_state_dict
 
-SHIFT = (-0.030, -0.088, -0.188)
-SCALE = (0.458, 0.448, 0.450)
-
-
-def normalize_channels(x, eps=1e-10):
-    return x / (x.pow(2).sum(1, keepdim=True).sqrt() + eps)
+# torchmetrics' LPIPS network name -> the torchvision model of its backbone
+BACKBONES = {'alex': 'alexnet', 'vgg': 'vgg16', 'squeeze': 'squeezenet1_1'}
 
 
-def lpips_distance(feats_x, feats_y, weights):
-    """Per-image LPIPS from matched feature lists and head weights
-    (``[C_l]`` each)."""
-    total = 0
-    for fx, fy, w in zip(feats_x, feats_y, weights, strict=True):
-        diff = (normalize_channels(fx.double())
-                - normalize_channels(fy.double())) ** 2
-        total = total + (diff * w.double().view(1, -1, 1, 1)).sum(1).mean(
-            (1, 2))
-    return total
+def load_backbone(net, path, arch):
+    """Load a torchvision ``arch`` state dict into LPIPS's backbone, whose
+    slices (``nn.Sequential``) hold the ``features`` layers under their
+    torchvision indices; every backbone tensor must be in the file."""
+    state = load_state_dict(path)
+    mapped, missing = {}, []
+    for name, module in net.named_modules():
+        if isinstance(module, nn.Sequential):
+            for key in module.state_dict():
+                source = f'features.{key}'
+                if source in state:
+                    mapped[f'{name}.{key}'] = state[source]
+                else:
+                    missing.append(source)
+    if missing:
+        raise ValueError(f'{path} is not a torchvision {arch} state dict: '
+                         f'it lacks {missing}')
+    try:
+        net.load_state_dict(mapped)
+    except RuntimeError as e:
+        raise ValueError(f'{path} does not fit torchvision {arch}: {e}') \
+            from None
 
 
 @SCORERS.register_module()
@@ -41,34 +56,47 @@ class LPIPS(nn.Module):
     """``lpips(pred, target) -> [N]`` distances of images in [-1, 1].
 
     Args:
-        backbone: a feature network returning one map per layer (a
-            ``SCORERS`` config such as ``TorchvisionFeatures`` with
-            ``mean=None``, or a module).
-        heads: the linear heads' weights file.
+        weights: local torchvision state dict of the backbone.
+        net: ``'alex'`` (LPIPS's default), ``'vgg'`` or ``'squeeze'``.
+        heads: the linear heads' weights file; None takes the ones in the
+            torchmetrics wheel.
     """
 
-    def __init__(self, backbone, heads):
+    def __init__(self, weights, net='alex', heads=None):
         super().__init__()
-        self.backbone = build_scorer(backbone)
-        state = load_state_dict(heads)
-        keys = sorted((k for k in state if k.startswith('lin')),
-                      key=lambda k: int(k[3:k.index('.')]))
-        if not keys:
-            raise ValueError(f'{heads} holds no LPIPS heads (lin<l>.*)')
-        self.weights = [state[k].flatten().float() for k in keys]
-        self.heads = str(heads)
-        self.register_buffer('shift', torch.tensor(SHIFT).view(1, 3, 1, 1))
-        self.register_buffer('scale', torch.tensor(SCALE).view(1, 3, 1, 1))
+        if net not in BACKBONES:
+            raise ValueError(f"LPIPS net='{net}' is not one of "
+                             f'{sorted(BACKBONES)}')
+        lpips = require_torchmetrics('functional.image.lpips', 'LPIPS')
+        if not Path(weights).expanduser().is_file():
+            raise FileNotFoundError(
+                f'LPIPS backbone weights {weights} do not exist (a '
+                f'torchvision {BACKBONES[net]} state dict; nothing is '
+                'downloaded)')
+        self.lpips = lpips._NoTrainLpips(pretrained=False, net=net,
+                                         pnet_rand=True)
+        load_backbone(self.lpips.net, weights, BACKBONES[net])
+        self.heads = str(heads or Path(lpips.__file__).parent /
+                         'lpips_models' / f'{net}.pth')
+        missing, unexpected = self.lpips.load_state_dict(
+            load_state_dict(self.heads), strict=False)
+        # the heads are registered twice, as lin<l> and in the list lins
+        missing = [k for k in missing if re.match(r'lin\d', k)]
+        if missing or unexpected:
+            raise ValueError(f'{self.heads} is not a file of LPIPS {net} '
+                             f'heads: it lacks {missing}, and has '
+                             f'{unexpected} besides')
+        self.net = net
+        self.weights = str(weights)
+        self.requires_grad_(False)
 
     def info(self):
-        info = dict(name='LPIPS', heads=self.heads,
-                    heads_sha256=file_sha256(self.heads))
-        if hasattr(self.backbone, 'info'):
-            info['backbone'] = self.backbone.info()
-        return info
+        return dict(name='LPIPS', implementation='torchmetrics',
+                    torchmetrics=package_version('torchmetrics'),
+                    net=self.net, weights=self.weights,
+                    weights_sha256=file_sha256(self.weights),
+                    heads=self.heads, heads_sha256=file_sha256(self.heads))
 
     @torch.no_grad()
     def forward(self, pred, target):
-        scaled = lambda x: (x.float() - self.shift) / self.scale  # noqa
-        return lpips_distance(self.backbone(scaled(pred)),
-                              self.backbone(scaled(target)), self.weights)
+        return self.lpips(pred.float(), target.float()).flatten()
