@@ -1,5 +1,6 @@
 """DPG-Bench: the question graph, parent-failure zeroing, both layouts."""
 import csv
+from pathlib import Path
 
 import pytest
 import torch
@@ -115,6 +116,17 @@ def test_separate_layout_writes_one_file_per_image(csv_file, prompts,
         [f'{k}_{i}.png' for k in 'ab' for i in range(4)]
 
 
+def test_recas_prompts_json_keys_lose_their_txt(tmp_path):
+    """RecA's prompts.json keys are ELLA's file names; the CSV and the
+    authors' image names use the stem."""
+    path = tmp_path / 'prompts.json'
+    path.write_text('{"partiprompts97.txt": "a cat", "b": "a dog"}')
+    assert DPGPrompts(path).keys == ['b', 'partiprompts97']
+    path.write_text('{"a.txt": "a cat", "a": "a dog"}')
+    with pytest.raises(ValueError, match='differ only by ".txt"'):
+        DPGPrompts(path)
+
+
 def test_prompt_without_questions_is_an_error(csv_file, tmp_path):
     path = tmp_path / 'prompts.json'
     path.write_text('{"zzz": "a prompt"}')
@@ -131,3 +143,17 @@ def test_official_results_file_parses(tmp_path):
     assert read_dpg_results(path) == {'dpg': 83.25, 'entity': 90.5,
                                       'global': 80.0,
                                       'L2/entity - whole': 91.0}
+
+
+def test_tool_picks_the_official_script_of_the_layout(monkeypatch):
+    import runpy
+    tools = Path(__file__).resolve().parents[1] / 'tools' / 'eval'
+    monkeypatch.syspath_prepend(str(tools))
+    command = runpy.run_path(str(tools / 'dpg_bench.py'))['official_command']
+    grid = command('grid', 'py', '/src/ELLA')
+    assert grid['cwd'] == '/src/ELLA/.' and grid['command'][1] == \
+        'dpg_bench/compute_dpg_bench.py'
+    separate = command('separate', 'py', '/src/reca', 'q.csv')
+    assert separate['cwd'] == '/src/reca/Benchmark'
+    assert separate['command'][1] == 'dpgbench/compute_dpg_bench.py'
+    assert separate['command'][-1] == str(Path('q.csv').resolve())

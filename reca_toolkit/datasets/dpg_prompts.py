@@ -27,7 +27,13 @@ def read_dpg_prompts(path):
     if not isinstance(prompts, dict) or not all(
             isinstance(v, str) for v in prompts.values()):
         raise ValueError(f'{path} must map item keys to prompt strings')
-    return prompts
+    # RecA's prompts.json keeps ELLA's file names ("partiprompts97.txt");
+    # its generation scripts name images by the stem, as the CSV does.
+    stems = {k[:-len('.txt')] if k.endswith('.txt') else k: v
+             for k, v in prompts.items()}
+    if len(stems) != len(prompts):
+        raise ValueError(f'{path} has keys that differ only by ".txt"')
+    return stems
 
 
 @DATASETS.register_module()

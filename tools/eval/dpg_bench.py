@@ -1,18 +1,40 @@
-"""DPG-Bench: 2 x 2 grids per prompt, scored by ELLA's script or a VQA
-judge.
+"""DPG-Bench, scored by the official script of the config's layout or a
+VQA judge.
 
     python tools/eval/dpg_bench.py configs/eval/janus_pro_1b_dpg_bench.py \
         [CHECKPOINT] --out work_dirs/dpg --prompts DIR_OR_JSON --csv CSV
-        [--official-scorer PYTHON ELLA_DIR | --vqa-model NAME
+        [--official-scorer PYTHON CHECKOUT | --vqa-model NAME
          --vqa-base-url URL] [--no-skip-first-question]
 
 The official scorer (mPLUG-large via modelscope) runs in its own
-environment: PYTHON is that environment's interpreter, ELLA_DIR a checkout
-of TencentQQGYLab/ELLA.
+environment: PYTHON is that environment's interpreter, CHECKOUT the
+checkout of the script the config's ``layout`` needs: 'grid' (2 x 2 grids)
+TencentQQGYLab/ELLA, 'separate' (one file per image) the RecA authors'
+HorizonWind2004/reconstruction-alignment.
 """
 import os.path as osp
 
 from common import parser, run
+from mmengine.config import Config
+
+# layout -> the official script, relative to its checkout: (cwd, script,
+# its default question file, relative to cwd)
+OFFICIAL_SCRIPTS = dict(
+    grid=('.', 'dpg_bench/compute_dpg_bench.py', 'dpg_bench/dpg_bench.csv'),
+    separate=('Benchmark', 'dpgbench/compute_dpg_bench.py',
+              'dpgbench/dpg_bench.csv'))
+
+
+def official_command(layout, python, checkout, csv=None):
+    """The official script of ``layout`` as an ``ExternalCommand``."""
+    cwd, script, default_csv = OFFICIAL_SCRIPTS[layout]
+    return dict(type='ExternalCommand', cwd=osp.join(checkout, cwd),
+                command=[python, script,
+                         '--image-root-path', '{image_dir}',
+                         '--resolution', '{resolution}',
+                         '--pic-num', '{pic_num}',
+                         '--res-path', '{results_file}',
+                         '--csv', osp.abspath(csv) if csv else default_csv])
 
 
 def main():
@@ -21,7 +43,7 @@ def main():
     p.add_argument('--csv', help='dpg_bench.csv')
     p.add_argument('--num-images', type=int)
     p.add_argument('--official-scorer', nargs=2, metavar=('PYTHON',
-                                                          'ELLA_DIR'))
+                                                          'CHECKOUT'))
     p.add_argument('--vqa-model', help='VQA through an OpenAI-compatible '
                    'judge instead of mPLUG (not the published setting)')
     p.add_argument('--vqa-base-url', default='https://api.openai.com/v1')
@@ -39,16 +61,12 @@ def main():
     if args.no_skip_first_question:
         overrides['test_evaluator.skip_first_question'] = False
     if args.official_scorer:
-        python, ella = args.official_scorer
-        csv = osp.abspath(args.csv) if args.csv else \
-            'dpg_bench/dpg_bench.csv'
-        overrides['test_evaluator.external_command'] = dict(
-            type='ExternalCommand', cwd=ella,
-            command=[python, 'dpg_bench/compute_dpg_bench.py',
-                     '--image-root-path', '{image_dir}',
-                     '--resolution', '{resolution}',
-                     '--pic-num', '{pic_num}',
-                     '--res-path', '{results_file}', '--csv', csv])
+        python, checkout = args.official_scorer
+        cfg = Config.fromfile(args.config)
+        cfg.merge_from_dict(args.cfg_options or {})
+        layout = cfg.test_evaluator.get('layout', 'grid')
+        overrides['test_evaluator.external_command'] = official_command(
+            layout, python, checkout, args.csv)
     if args.vqa_model:
         overrides['test_evaluator.external_command'] = None
         overrides['test_evaluator.vqa'] = dict(

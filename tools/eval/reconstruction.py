@@ -3,33 +3,33 @@ their feature networks are given.
 
     python tools/eval/reconstruction.py configs/eval/janus_pro_1b_recon.py \
         [CHECKPOINT] --out work_dirs/recon [--images DIR]
-        [--lpips-backbone alexnet.safetensors --lpips-heads alex.pth]
+        [--lpips-backbone alexnet.pth [--lpips-heads alex.pth]]
         [--inception inception_v3.safetensors]
 
-LPIPS taps torchvision AlexNet's five ReLUs with the ``lpips`` wheel's
-heads; rFID uses torchvision Inception-v3's pooled features (its numbers
-are not comparable with pytorch-fid's TF-Inception FID).
+LPIPS is torchmetrics' network over a local torchvision AlexNet state dict,
+with the linear heads shipped in the torchmetrics wheel unless
+``--lpips-heads`` names others; rFID uses torchvision Inception-v3's pooled
+features (its numbers are not comparable with pytorch-fid's TF-Inception
+FID).
 """
 from common import parser, run
-
-ALEXNET_RELUS = ['features.1', 'features.4', 'features.7', 'features.9',
-                 'features.11']
 
 
 def main():
     p = parser(__doc__)
     p.add_argument('--images', help='folder of held-out images')
-    p.add_argument('--lpips-backbone', help='AlexNet weights (local file)')
-    p.add_argument('--lpips-heads', help='LPIPS linear heads (local file)')
+    p.add_argument('--lpips-backbone',
+                   help='torchvision AlexNet weights (local file)')
+    p.add_argument('--lpips-heads',
+                   help="LPIPS linear heads (local file; default: "
+                        "torchmetrics')")
     p.add_argument('--inception', help='Inception-v3 weights (local file)')
     args = p.parse_args()
     options = {'test_dataloader.dataset.source.root': args.images}
     if args.lpips_backbone:
         options['test_evaluator.lpips'] = dict(
-            type='LPIPS', heads=args.lpips_heads, backbone=dict(
-                type='TorchvisionFeatures', arch='alexnet',
-                weights=args.lpips_backbone, nodes=ALEXNET_RELUS, mean=None,
-                std=None))
+            type='LPIPS', weights=args.lpips_backbone,
+            heads=args.lpips_heads)
     if args.inception:
         options['test_evaluator.fid_features'] = dict(
             type='TorchvisionFeatures', arch='inception_v3',
