@@ -3,7 +3,8 @@
     python tools/model_converters/magvit2_check.py keys --showo-repo SHOWO \
         [--write tests/fixtures/magvitv2_keys.txt]
     python tools/model_converters/magvit2_check.py reference \
-        --showo-repo SHOWO --write tests/fixtures/magvitv2_reference.safetensors
+        --showo-repo SHOWO \
+        --write tests/fixtures/magvitv2_reference.safetensors
     python tools/model_converters/magvit2_check.py folder MAGVITV2_FOLDER \
         [--showo-repo SHOWO] [--size 256]
 
