@@ -157,7 +157,8 @@ def run_backbone(backbone, condition, tail=None, tail_mask=None,
             tail_blocks = tail_blocks.expand(len(mask), count)
         if blocks is not None or tail_blocks is not None:
             blocks = torch.cat([
-                mask.new_zeros(mask.shape) if blocks is None else blocks,
+                torch.zeros_like(condition.mask) if blocks is None
+                else blocks,
                 mask.new_zeros(len(mask), count) if tail_blocks is None
                 else tail_blocks.to(mask.dtype)], dim=1)
         if visible is not None:
