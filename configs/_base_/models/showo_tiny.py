@@ -23,6 +23,7 @@ model = dict(
             decoder_num_res_blocks=(2, 1, 1), z_channels=6),
         tokenizer=dict(type='ShowoDemoTokenizer', vocab_size=512),
         image_size=32,
+        frozen=['vision', 'magvit'],
         # Show-o's text block is 128 tokens; the tiny one is 48.
         max_text_length=48,
         weights_dtype='float32',

@@ -92,14 +92,20 @@ RECON_GRADS = ('parity', 'full')
 
 
 @TOKENIZERS.register_module(name='ShowoDemoTokenizer')
-def showo_demo_tokenizer(vocab_size=512):
+def showo_demo_tokenizer(vocab_size=512, pad_to=None):
     """A byte-level BPE with Phi's ``<|endoftext|>`` (id 0) and Show-o's
     tokens (ids 1..10), trained in code on Show-o's templates, for tiny
-    models."""
-    return demo_tokenizer(
+    models. ``pad_to``: add unused placeholder tokens up to this length, so
+    the image codes start where the published model's do (the sizing tools
+    build Show-o-512 without its folder: 50305)."""
+    tokenizer = demo_tokenizer(
         (ENDOFTEXT, PAD_TOKEN) + SHOWO_TOKENS,
         ['USER: \n ', ' ASSISTANT:', SYSTEM_PROMPT], vocab_size,
         bos_token=ENDOFTEXT, eos_token=ENDOFTEXT, pad_token=PAD_TOKEN)
+    if pad_to is not None:
+        tokenizer.add_tokens([f'<|unused_{i}|>'
+                              for i in range(pad_to - len(tokenizer))])
+    return tokenizer
 
 
 @UMMS.register_module()
@@ -344,16 +350,12 @@ class ShowoUMM(BaseUMM):
         device = embedding.weight.device
         length = max(len(r) for r in rows)
         pad = self.ids[PAD_TOKEN]
-        ids = torch.full((len(rows), length), pad, dtype=torch.long)
-        blocks = torch.zeros_like(ids)
-        visible = torch.zeros_like(ids)
-        slots = torch.zeros_like(ids, dtype=torch.bool)
-        for i, row in enumerate(rows):
-            start = length - len(row)
-            for j, (token, block, seen) in enumerate(row, start):
-                slots[i, j] = token is None
-                ids[i, j] = pad if token is None else token
-                blocks[i, j], visible[i, j] = block, seen
+        rows = [[(pad, 0, 0)] * (length - len(r)) + list(r) for r in rows]
+        slots = torch.tensor([[t is None for t, _, _ in r] for r in rows])
+        ids = torch.tensor([[pad if t is None else t for t, _, _ in r]
+                            for r in rows])
+        blocks = torch.tensor([[b for _, b, _ in r] for r in rows])
+        visible = torch.tensor([[v for _, _, v in r] for r in rows])
         mask = (ids != pad) | slots
         embeds = embedding(ids.to(device))
         if image_embeds is not None:
@@ -623,10 +625,9 @@ class ShowoUMM(BaseUMM):
         cfg['config'] = llm
         if understanding == 'clip':
             cfg['vision_config'] = dict(shapes['clip'])
-        cfg['tokenizer'] = dict(type='ShowoDemoTokenizer',
-                                vocab_size=shapes['text_vocab'] -
-                                len(SHOWO_TOKENS) - 1) \
-            if cfg.get('tokenizer') is None else cfg['tokenizer']
+        if cfg.get('tokenizer') is None:
+            cfg['tokenizer'] = dict(type='ShowoDemoTokenizer',
+                                    pad_to=shapes['text_vocab'])
         cfg['gen_tokenizer'] = dict(cfg.get('gen_tokenizer') or
                                     dict(type='MAGVITv2Tokenizer'))
         return cfg
