@@ -414,3 +414,19 @@ def test_incomplete_or_mismatched_folders_are_refused(exported, tmp_path):
     with pytest.raises(ValueError, match='w_clip_vit=True'):
         ShowoUMM.validate_config(dict(pretrained=str(folder),
                                       understanding='vq'))
+
+
+def test_weights_outside_showos_modules_are_refused(exported, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    _, folder = exported
+    extra = tmp_path / 'extra'
+    shutil.copytree(folder, extra)
+    weights = extra / 'showo' / 'model.safetensors'
+    state = load_file(str(weights))
+    state['vision_tower.proj.weight'] = torch.zeros(2, 2)
+    save_file(state, str(weights))
+    with pytest.raises(ValueError, match=r"outside \['mm_projector', "
+                       r"'showo'\]: \['vision_tower.proj.weight'\]"):
+        reload(extra)

@@ -120,7 +120,8 @@ class ShowoUMM(BaseUMM):
             instead (tests, demos); ``vision_config`` then gives the
             ``CLIPVisionConfig``.
         understanding: ``'clip'`` or ``'vq'`` (see the module docstring).
-        gen_tokenizer: the MAGVIT-v2 tokenizer config (``ENCODERS``).
+        gen_tokenizer: the MAGVIT-v2 tokenizer config (``ENCODERS``);
+            with ``pretrained``, its type only (the folder has the rest).
         tokenizer: a ``TOKENIZERS`` config; by default the folder's.
         frozen: parts kept frozen (:meth:`parts`); RecA freezes CLIP and
             MAGVIT-v2.
@@ -205,13 +206,19 @@ class ShowoUMM(BaseUMM):
                 contextlib.nullcontext():
             phi = PhiForCausalLM(llm_config)
             if clip:
-                vision_config._attn_implementation = attn_implementation
-                self.vision = CLIPVisionModel(vision_config)
                 # Show-o's projector: CLIP width -> LLM width, GELU, LLM width.
                 width = llm_config.hidden_size
                 self.mm_projector = nn.Sequential(
                     nn.Linear(vision_config.hidden_size, width), nn.GELU(),
                     nn.Linear(width, width))
+        if clip and pretrained is not None:
+            self.vision = CLIPVisionModel.from_pretrained(
+                folder['clip'], local_files_only=True,
+                dtype=self.weights_dtype,
+                attn_implementation=attn_implementation)
+        elif clip:
+            vision_config._attn_implementation = attn_implementation
+            self.vision = CLIPVisionModel(vision_config)
         if pretrained is not None:
             self.gen_tokenizer = ENCODERS.get(
                 gen_tokenizer['type']).from_pretrained(
@@ -237,12 +244,17 @@ class ShowoUMM(BaseUMM):
 
     # weights ------------------------------------------------------------------
     def _load(self, state, folder):
-        """Show-o's ``showo.*`` (Phi) and ``mm_projector.*`` keys; CLIP
-        from its own folder."""
-        from transformers import CLIPVisionModel
+        """Show-o's ``showo.*`` (Phi) and ``mm_projector.*`` keys, every
+        one of them."""
         modules = dict(showo=self.hf_llm)
         if self.understanding == 'clip':
             modules['mm_projector'] = self.mm_projector
+        other = sorted(k for k in state
+                       if k.split('.', 1)[0] not in modules)
+        if other:
+            raise ValueError(
+                f"Show-o weights in '{folder['showo']}' hold keys outside "
+                f'{sorted(modules)}: {other[:8]}')
         for prefix, module in modules.items():
             part = {k[len(prefix) + 1:]: v for k, v in state.items()
                     if k.startswith(prefix + '.')}
@@ -253,11 +265,6 @@ class ShowoUMM(BaseUMM):
                     f"Show-o weights in '{folder['showo']}' do not fit "
                     f'{prefix}: missing {missing[:8]}, unexpected '
                     f'{unexpected[:8]}')
-        if self.understanding == 'clip':
-            self.vision = CLIPVisionModel.from_pretrained(
-                folder['clip'], local_files_only=True,
-                dtype=self.weights_dtype,
-                attn_implementation=self.hf_llm.config._attn_implementation)
 
     @staticmethod
     def validate_config(cfg):
