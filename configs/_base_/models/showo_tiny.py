@@ -29,7 +29,7 @@ model = dict(
         weights_dtype='float32',
         trainable_dtype='float32',
         # Fewer steps than the authors' 50: sample grids in seconds.
-        generator=dict(type='MaskGITGenerator', num_inference_steps=8,
+        generator=dict(type='MaskGITGenerator', num_inference_steps=4,
                        guidance_scale=6.0)),
     objectives=dict(
         # Show-o's RecA drops nothing: every sample gets an instruction.
