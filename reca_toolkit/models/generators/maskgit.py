@@ -203,8 +203,9 @@ class MaskGITGenerator(nn.Module):
                                         generator=generator)
             sampled = torch.where(unknown, sampled.view(num_rows, -1), codes)
             confidence = probs.gather(-1, sampled[..., None])[..., 0]
-            confidence = torch.where(unknown, confidence.clamp(min=1e-20).log(),
-                                     torch.finfo(confidence.dtype).max)
+            confidence = torch.where(
+                unknown, confidence.clamp(min=1e-20).log(),
+                torch.finfo(confidence.dtype).max)
             confidence = confidence + noise_scale * gumbel_noise(
                 confidence.shape, generator, device)
             ratio = float(cosine_mask_ratio((step + 1) / steps))

@@ -242,7 +242,7 @@ class ShowoUMM(BaseUMM):
         self.setup_training(frozen, trainable_dtype, lora,
                             gradient_checkpointing, compile_layers)
 
-    # weights ------------------------------------------------------------------
+    # weights -----------------------------------------------------------------
     def _load(self, state, folder):
         """Show-o's ``showo.*`` (Phi) and ``mm_projector.*`` keys, every
         one of them."""
@@ -339,7 +339,7 @@ class ShowoUMM(BaseUMM):
         ids['mask'] = vocab - 1
         return ids
 
-    # sequences ------------------------------------------------------------------
+    # sequences ---------------------------------------------------------------
     def _text(self, text):
         return self.tokenizer(text, add_special_tokens=False)['input_ids']
 
@@ -434,7 +434,7 @@ class ShowoUMM(BaseUMM):
             self.understanding == 'clip'
         return torch.no_grad() if parity else contextlib.nullcontext()
 
-    # understanding --------------------------------------------------------------
+    # understanding -----------------------------------------------------------
     def _clip_features(self, pixels, normalize):
         size = self.vision.config.image_size
         pixels = F.interpolate(pixels.float(), size=(size, size),
@@ -543,7 +543,7 @@ class ShowoUMM(BaseUMM):
             target[i, length - len(row_labels):] = torch.tensor(row_labels)
         return answer_loss(self.llm, self.lm_head, condition, target)
 
-    # generation ------------------------------------------------------------------
+    # generation --------------------------------------------------------------
     def _predict(self, condition, frozen_inputs=False):
         """``predict(codes, mask)`` for the generator: the codes (the mask
         token where masked) and ``<|eoi|>`` after ``condition``, the codes
