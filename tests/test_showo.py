@@ -430,3 +430,36 @@ def test_weights_outside_showos_modules_are_refused(exported, tmp_path):
     with pytest.raises(ValueError, match=r"outside \['mm_projector', "
                        r"'showo'\]: \['vision_tower.proj.weight'\]"):
         reload(extra)
+
+
+def phi_params(vocab_size, hidden_size, intermediate_size, num_hidden_layers,
+               **unused):
+    """Phi: biased q/k/v/dense and fc1/fc2, two LayerNorm vectors per
+    layer, a final LayerNorm, a biased untied output layer."""
+    d, f = hidden_size, intermediate_size
+    layer = 4 * (d * d + d) + (d * f + f) + (f * d + d) + 2 * d
+    return vocab_size * d + num_hidden_layers * layer + 2 * d + \
+        vocab_size * d + vocab_size
+
+
+def test_weightless_showo_512_has_the_published_parameter_counts():
+    """Built without its folder (the sizing tools): Phi-1.5 (1,418,270,720
+    published, at its 51200-token vocabulary) with Show-o's 58498 tokens,
+    CLIP-ViT-L/14-336's vision tower, the projector and MAGVIT-v2."""
+    from reca_toolkit.engine.launch import load_config
+    from reca_toolkit.models.showo_weights import SHOWO_ARCHITECTURES
+    from reca_toolkit.models.weightless import build_weightless
+    llm = SHOWO_ARCHITECTURES['llm']
+    assert phi_params(**llm) == 1_418_270_720
+    cfg = load_config(str(REPO / 'configs/reca/showo_512.py'),
+                      check_resources=False)
+    umm = build_weightless(cfg.model.to_dict()).umm
+    count = {part: sum(p.numel() for p in module.parameters())
+             for part, module in umm.parts().items()}
+    assert count['llm'] + count['lm_head'] == phi_params(
+        **dict(llm, vocab_size=58498)) == 1_448_170_626
+    assert count['vision'] == 303_507_456
+    assert count['mm_projector'] == 1024 * 2048 + 2048 + 2048 * 2048 + 2048
+    assert count['magvit'] == 95_387_004
+    assert umm.code_offset == 50305 and umm.ids['mask'] == 58497
+    assert umm.num_image_tokens == 1024
