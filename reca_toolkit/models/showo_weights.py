@@ -30,7 +30,8 @@ PARTS = dict(showo='showo', llm='phi-1_5', magvit='magvitv2', clip='clip')
 SHOWO_WEIGHTS = ('model.safetensors', 'diffusion_pytorch_model.safetensors',
                  'pytorch_model.safetensors', 'pytorch_model.bin',
                  'diffusion_pytorch_model.bin')
-SOURCES = dict(showo='showlab/show-o-w-clip-vit-512x512',
+SOURCES = dict(showo='showlab/show-o-w-clip-vit-512x512 (256 px: '
+               'show-o-w-clip-vit; VQ variant: show-o-512x512)',
                llm='microsoft/phi-1_5', magvit='showlab/magvitv2',
                clip='openai/clip-vit-large-patch14-336')
 HINT = ('Show-o needs one local folder with showo/, phi-1_5/, magvitv2/ '
