@@ -463,3 +463,17 @@ def test_weightless_showo_512_has_the_published_parameter_counts():
     assert count['magvit'] == 95_387_004
     assert umm.code_offset == 50305 and umm.ids['mask'] == 58497
     assert umm.num_image_tokens == 1024
+
+
+def test_demo_config_composes_the_tiny_model_and_validates_on_shapes():
+    from reca_toolkit.engine.config_check import check_config
+    cfg = Config.fromfile(str(REPO / 'configs/reca/showo_demo.py'))
+    check_config(cfg)
+    assert cfg.model.umm.type == 'ShowoUMM' and cfg.model.umm.image_size == 32
+    assert cfg.train_cfg.max_iters == 300 and cfg.train_cfg.val_interval == 100
+    assert cfg.val_dataloader.dataset.type == 'GenEvalShapesPrompts'
+    assert cfg.model.objectives.recon.generic_prob == 0.0
+    views = cfg.train_dataloader.dataset.sources.recon.pipeline[1]
+    assert views.und_size == views.gen_size == 32
+    hooks = [h['type'] for h in cfg.custom_hooks]
+    assert 'SampleGridHook' in hooks and 'EvalSampleGridHook' in hooks
