@@ -23,7 +23,8 @@ def no_disk_checks(monkeypatch):
     from reca_toolkit.datasets import ImageFolder
     from reca_toolkit.models.umm.harmon import HarmonUMM
     from reca_toolkit.models.umm.janus_pro import JanusProUMM
-    for umm in (JanusProUMM, HarmonUMM):
+    from reca_toolkit.models.umm.showo import ShowoUMM
+    for umm in (JanusProUMM, HarmonUMM, ShowoUMM):
         monkeypatch.setattr(umm, 'validate_config',
                             staticmethod(lambda cfg: None))
     monkeypatch.setattr(ImageFolder, 'validate_config',

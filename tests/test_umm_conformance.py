@@ -38,6 +38,12 @@ FAMILIES = [
     # the variational bound; text over 1024 tokens.
     Family('harmon', 'configs/_base_/models/harmon_tiny.py', 32, ('vae', ),
            (1.0, 8.0), (6.3, 7.6)),
+    # MaskGIT CE over the whole 577-way output layer (512 text tokens, 64
+    # codes, the mask token): ln(577) = 6.36; text over the same layer.
+    Family('showo', 'configs/_base_/models/showo_tiny.py', 32,
+           ('vision', 'magvit'), (5.8, 7.0), (5.8, 7.0),
+           export_drops=('config', 'tokenizer', 'vision_config',
+                         'gen_tokenizer')),
 ]
 IDS = [f.name for f in FAMILIES]
 

@@ -37,6 +37,12 @@ def _efficient_sdpa(original):
             return original(query, key, value, attn_mask=attn_mask,
                             dropout_p=dropout_p, is_causal=is_causal,
                             scale=scale, enable_gqa=enable_gqa)
+        if query.dim() == 3:
+            # ``[B, L, D]`` (one head, as convolutional autoencoders'
+            # attention blocks call it): the fused kernel takes 4-D.
+            return attention(query[:, None], key[:, None], value[:, None],
+                             attn_mask, dropout_p, is_causal, scale,
+                             enable_gqa)[:, 0]
         bias = None
         if attn_mask is not None:
             # Only the shape matters on meta; the values would be 0 / -inf.
@@ -210,6 +216,12 @@ class MetaValues(TorchDispatchMode):
             return out
         if failed is not None:
             retry = [self._host(a, index_only=True) for a in flat]
+            if all(r is a for r, a in zip(retry, flat)):
+                # A real tensor (a buffer computed at construction, such as
+                # MAGVIT-v2's LFQ bit weights) meeting meta activations:
+                # the output's shape is all there is to compute.
+                retry = [a.to(META) if isinstance(a, torch.Tensor)
+                         and not a.is_meta and a.dim() else a for a in flat]
             if all(r is a for r, a in zip(retry, flat)):
                 raise failed
             retry_args, retry_kwargs = tree_unflatten(retry, spec)

@@ -39,10 +39,13 @@ class Condition:
             over the real positions (:func:`position_ids`). Families that
             give a whole image one rotary position (BAGEL) set them.
         blocks: ``[B, L]`` int or None: positions sharing a value ``k > 0``
-            attend to each other in both directions (Show-o's CLIP block,
+            attend to each other in both directions (Show-o's image codes,
             BAGEL's ViT split); 0 is causal.
-            :func:`attention_bias` turns mask and blocks into the additive
-            mask a backbone takes.
+        visible: ``[B, L]`` int or None: 1 at positions every position
+            attends to, earlier ones too (Show-o's CLIP block, which even
+            the task token before it sees).
+            :func:`attention_bias` turns mask, blocks and visible into the
+            additive mask a backbone takes.
         extras: adapter-private ``[B, L, ...]`` tensors that travel with the
             rows (Janus: which positions its null prompt blanks).
     """
@@ -50,6 +53,7 @@ class Condition:
     mask: torch.Tensor
     positions: torch.Tensor = None
     blocks: torch.Tensor = None
+    visible: torch.Tensor = None
     extras: dict = field(default_factory=dict)
 
     def __len__(self):
@@ -66,7 +70,8 @@ class Condition:
         pick = lambda t: None if t is None else t[rows]  # noqa: E731
         return Condition(
             self.embeds[rows], self.mask[rows], pick(self.positions),
-            pick(self.blocks), {k: v[rows] for k, v in self.extras.items()})
+            pick(self.blocks), pick(self.visible),
+            {k: v[rows] for k, v in self.extras.items()})
 
     @staticmethod
     def cat(conditions):
@@ -93,7 +98,7 @@ class Condition:
         return Condition(
             pad([c.embeds for c in conditions]),
             pad([c.mask for c in conditions]), optional('positions'),
-            optional('blocks'),
+            optional('blocks'), optional('visible'),
             {k: pad([c.extras[k] for c in conditions]) for k in keys})
 
     def with_null(self, null, rows):
@@ -105,29 +110,39 @@ class Condition:
         return both.take(index)
 
 
-def attention_bias(mask, blocks, dtype):
+def attention_bias(mask, blocks, dtype, visible=None):
     """``[B, 1, L, L]`` additive attention mask: causal, padding hidden,
-    and full attention within each block of equal ``blocks`` value > 0.
+    full attention within each block of equal ``blocks`` value > 0, and the
+    ``visible`` positions (``[B, L]``, nonzero) seen from every position.
+    ``blocks=None`` is all causal.
 
     Float, not bool: transformers' eager attention ignores bool 4-D masks.
     """
     length = mask.shape[1]
-    causal = torch.ones(length, length, dtype=torch.bool,
-                        device=mask.device).tril()
-    same_block = (blocks[:, :, None] == blocks[:, None, :]) & \
-        (blocks[:, :, None] > 0)
-    allowed = (causal | same_block) & mask.bool()[:, None, :]
+    allowed = torch.ones(length, length, dtype=torch.bool,
+                         device=mask.device).tril().expand(len(mask), -1, -1)
+    if blocks is not None:
+        allowed = allowed | ((blocks[:, :, None] == blocks[:, None, :])
+                             & (blocks[:, :, None] > 0))
+    if visible is not None:
+        allowed = allowed | visible.bool()[:, None, :]
+    allowed = allowed & mask.bool()[:, None, :]
     bias = torch.zeros(allowed.shape, dtype=dtype, device=mask.device)
     return bias.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
 
 
-def run_backbone(backbone, condition, tail=None, tail_mask=None, **kwargs):
+def run_backbone(backbone, condition, tail=None, tail_mask=None,
+                 tail_blocks=None, **kwargs):
     """``backbone`` over ``condition`` followed by ``tail`` (``[B, T, D]``
-    generation-side embeddings, causal after the prompt, at the positions
-    after it; ``tail_mask`` hides padding in it). Returns the backbone's
-    output."""
+    generation-side embeddings at the positions after the prompt;
+    ``tail_mask`` hides padding in it). The tail is causal, or, with
+    ``tail_blocks`` (``[B, T]`` or ``[T]`` ints, as ``Condition.blocks``),
+    bidirectional within blocks, which may continue one of the prompt's
+    (MaskGIT's image codes with the prompt's final begin-of-image token).
+    Returns the backbone's output."""
     embeds, mask = condition.embeds, condition.mask
     positions, blocks = condition.position_ids, condition.blocks
+    visible = condition.visible
     if tail is not None:
         count = tail.shape[1]
         if tail_mask is None:
@@ -137,11 +152,20 @@ def run_backbone(backbone, condition, tail=None, tail_mask=None, **kwargs):
         mask = torch.cat([mask, tail_mask], dim=1)
         positions = torch.cat([positions, positions[:, -1:] + (
             tail_mask.long().cumsum(-1) * tail_mask.long())], dim=1)
-        if blocks is not None:
-            blocks = torch.cat([blocks, blocks.new_zeros(len(mask), count)],
-                               dim=1)
-    attention = mask if blocks is None else \
-        attention_bias(mask, blocks, embeds.dtype)
+        if tail_blocks is not None:
+            tail_blocks = torch.as_tensor(tail_blocks, device=mask.device)
+            tail_blocks = tail_blocks.expand(len(mask), count)
+        if blocks is not None or tail_blocks is not None:
+            blocks = torch.cat([
+                torch.zeros_like(condition.mask) if blocks is None
+                else blocks,
+                mask.new_zeros(len(mask), count) if tail_blocks is None
+                else tail_blocks.to(mask.dtype)], dim=1)
+        if visible is not None:
+            visible = torch.cat([visible, visible.new_zeros(len(mask),
+                                                            count)], dim=1)
+    attention = mask if blocks is None and visible is None else \
+        attention_bias(mask, blocks, embeds.dtype, visible)
     return backbone(inputs_embeds=embeds, attention_mask=attention,
                     position_ids=positions, **kwargs)
 
