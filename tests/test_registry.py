@@ -54,11 +54,15 @@ def janus_parts(tiny):
             head=inner.generation_head))
 
 
-def harmon_umm_cfg():
+def tiny_umm_cfg(name):
     from mmengine.config import Config
     from conftest import REPO
-    return Config.fromfile(str(REPO / 'configs/_base_/models/harmon_tiny.py')
+    return Config.fromfile(str(REPO / f'configs/_base_/models/{name}.py')
                            ).model.umm.to_dict()
+
+
+def harmon_umm_cfg():
+    return tiny_umm_cfg('harmon_tiny')
 
 
 def harmon_parts(_):
@@ -90,6 +94,12 @@ CASES = {
             pos_embed_grid=4, head=dict(width=32, depth=1)), {}),
         'FlowMatchingGenerator': (dict(timestep_sampling='logit_normal',
                                        shift=3.0), {}),
+        'ShowoUMM': (tiny_umm_cfg('showo_tiny'), {}),
+        'MAGVITv2Tokenizer': (dict(
+            ch=32, encoder_ch_mult=(1, 2), encoder_num_res_blocks=(1, 1),
+            decoder_ch_mult=(1, 2), decoder_num_res_blocks=(1, 1),
+            z_channels=4), {}),
+        'MaskGITGenerator': (dict(num_codes=64, annealing='maskgit'), {}),
         'ReconstructionAlignment': (dict(generic_prob=0.2), {}),
         'TextToImage': (dict(null_prob=0.0), {}),
         'ImageToText': (dict(weight=0.5), {}),
@@ -97,6 +107,7 @@ CASES = {
     'TOKENIZERS': {
         'JanusDemoTokenizer': (dict(vocab_size=512), {}),
         'QwenDemoTokenizer': (dict(vocab_size=512), {}),
+        'ShowoDemoTokenizer': (dict(vocab_size=512), {}),
         'HFTokenizer': (None, None),  # built from a saved folder below
     },
     'DATASETS': {
@@ -188,6 +199,10 @@ FACTORIES = {
     'QwenDemoTokenizer': (PreTrainedTokenizerBase,
                           lambda tokenizer: len(tokenizer) == 512 and
                           tokenizer.convert_tokens_to_ids('<|im_end|>') == 2),
+    'ShowoDemoTokenizer': (PreTrainedTokenizerBase,
+                           lambda tokenizer: len(tokenizer) == 512 and
+                           tokenizer.convert_tokens_to_ids('<|endoftext|>')
+                           == 0),
 }
 
 
