@@ -1,5 +1,6 @@
 from .base import BaseUMM, Condition
+from .bagel import BagelUMM
 from .harmon import HarmonUMM
 from .janus_pro import JanusProUMM
 
-__all__ = ['BaseUMM', 'Condition', 'HarmonUMM', 'JanusProUMM']
+__all__ = ['BaseUMM', 'BagelUMM', 'Condition', 'HarmonUMM', 'JanusProUMM']
