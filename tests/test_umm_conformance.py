@@ -38,6 +38,13 @@ FAMILIES = [
     # the variational bound; text over 1024 tokens.
     Family('harmon', 'configs/_base_/models/harmon_tiny.py', 32, ('vae', ),
            (1.0, 8.0), (6.3, 7.6)),
+    # llm2vae starts at zero: the velocity MSE is E|noise - x0|^2 = 1 plus
+    # the latents' second moment; text over 1024 tokens. The ViT,
+    # connector and VAE are frozen; freeze_und freezes the understanding
+    # expert inside language_model.
+    Family('bagel', 'configs/_base_/models/bagel_tiny.py', 32,
+           ('vae', 'vit', 'connector'), (1.0, 3.0), (6.3, 7.6),
+           export_drops=('llm', 'vit', 'tokenizer')),
 ]
 IDS = [f.name for f in FAMILIES]
 

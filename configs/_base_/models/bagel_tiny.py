@@ -41,7 +41,7 @@ model = dict(
         flow=dict(type='FlowMatchingGenerator',
                   timestep_sampling='logit_normal', shift=1.0,
                   scheduler='euler', sampling_shift=3.0,
-                  num_inference_steps=10, guidance_scale=4.0)),
+                  num_inference_steps=5, guidance_scale=4.0)),
     objectives=dict(
         recon=dict(type='ReconstructionAlignment', weight=1.0,
                    generic_prob=0.1),
