@@ -1,0 +1,369 @@
+"""What is BAGEL's own: the Mixture-of-Transformers routing and freeze_und,
+the packed splits' attention and rotary positions, SigLIP at layer -2, the
+fixed embeddings, upstream's key names and the weights folder. What every
+family does is in test_umm_conformance.py."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import random_images, to_float
+from test_umm_conformance import FAMILIES, build
+
+BAGEL = next(f for f in FAMILIES if f.name == 'bagel')
+
+
+@pytest.fixture(scope='module')
+def umm():
+    return build(BAGEL).umm.eval()
+
+
+def pixels(size=2, seed=0, image_size=32):
+    return to_float(random_images(size, image_size, seed=seed))
+
+
+def ids(umm, text):
+    return umm.tokenizer(text, add_special_tokens=False)['input_ids']
+
+
+def tiny_llm_config(**overrides):
+    from transformers import Qwen2Config
+    config = Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=48,
+                         num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, qk_norm=True, **overrides)
+    config._attn_implementation = 'eager'
+    return config
+
+
+def mot(freeze_und=False, seed=0):
+    from reca_toolkit.models.umm.bagel import build_language_model
+    torch.manual_seed(seed)
+    model = build_language_model(tiny_llm_config(), freeze_und).model
+    with torch.no_grad():  # norms start at one; make each expert's its own
+        for name, param in model.named_parameters():
+            if name.endswith('norm.weight') or 'norm_moe_gen' in name \
+                    or 'layernorm' in name:
+                param.uniform_(0.5, 1.5)
+    return model
+
+
+def packed_plan(length_vit=3, length_text=3, length_vae=4):
+    """One row: ViT split (full, one position), text split (causal), VAE
+    split (full, one position), its inner tokens generation tokens."""
+    from reca_toolkit.models.umm.base import attention_bias
+    n = length_vit + length_text + length_vae
+    blocks = torch.tensor([[1] * length_vit + [0] * length_text +
+                           [3] * length_vae])
+    positions = torch.tensor([[0] * length_vit +
+                              list(range(1, 1 + length_text)) +
+                              [1 + length_text] * length_vae])
+    gen = torch.zeros(1, n, dtype=torch.bool)
+    gen[0, length_vit + length_text + 1:n - 1] = True
+    mask = torch.ones(1, n, dtype=torch.long)
+    return dict(attention_mask=attention_bias(mask, blocks, torch.float32),
+                position_ids=positions, gen_mask=gen)
+
+
+# the Mixture-of-Transformers ---------------------------------------------------
+def test_generation_tokens_never_change_understanding_outputs_before_them():
+    model, plan = mot(), packed_plan()
+    x = torch.randn(1, 10, 32)
+    out = model(inputs_embeds=x, **plan).last_hidden_state
+    changed = x.clone()
+    changed[0, 7:9] += torch.randn(2, 32)  # the VAE split's latents
+    again = model(inputs_embeds=changed, **plan).last_hidden_state
+    torch.testing.assert_close(again[0, :6], out[0, :6], rtol=0, atol=0)
+    assert (again[0, 6:] - out[0, 6:]).abs().amax(-1).min() > 1e-4
+
+
+def test_each_token_goes_through_its_own_expert():
+    """All-generation rows of the MoT equal all-understanding rows of a
+    copy whose understanding weights are the generation expert's."""
+    model, plan = mot(), packed_plan()
+    swapped = mot(seed=1)
+    state = model.state_dict()
+    swapped.load_state_dict(dict(state, **{
+        k.replace('_moe_gen', ''): v for k, v in state.items()
+        if '_moe_gen' in k}))
+    x = torch.randn(1, 10, 32)
+    everything_gen = dict(plan, gen_mask=torch.ones(1, 10, dtype=torch.bool))
+    everything_und = dict(plan, gen_mask=torch.zeros(1, 10,
+                                                     dtype=torch.bool))
+    torch.testing.assert_close(
+        model(inputs_embeds=x, **everything_gen).last_hidden_state,
+        swapped(inputs_embeds=x, **everything_und).last_hidden_state)
+    # And the experts differ: the same rows through understanding differ.
+    assert not torch.allclose(
+        model(inputs_embeds=x, **everything_und).last_hidden_state,
+        model(inputs_embeds=x, **everything_gen).last_hidden_state)
+
+
+@pytest.mark.parametrize('freeze_und', [True, False])
+def test_freeze_und_detaches_the_understanding_expert(freeze_und):
+    model, plan = mot(freeze_und), packed_plan()
+    x = torch.randn(1, 10, 32, requires_grad=True)
+    out = model(inputs_embeds=x, **plan).last_hidden_state
+    (out[0, 7:9] ** 2).sum().backward()  # a loss on generation tokens
+    und = [p.grad for n, p in model.named_parameters()
+           if '_moe_gen' not in n and n != 'embed_tokens.weight']
+    gen = [p.grad for n, p in model.named_parameters() if '_moe_gen' in n]
+    assert all(g is not None and g.abs().sum() > 0 for g in gen)
+    und_norm = sum(float(g.abs().sum()) for g in und if g is not None)
+    if freeze_und:
+        assert und_norm == 0
+        assert x.grad[0, :7].abs().sum() == 0  # understanding inputs too
+    else:
+        assert und_norm > 0 and x.grad[0, :7].abs().sum() > 0
+
+
+# packed splits -------------------------------------------------------------------
+def test_attention_plan_reaches_what_upstream_lets_each_token_see(umm):
+    """Which inputs each output depends on: the ViT split sees itself, text
+    sees the ViT split and earlier text, the VAE split sees everything."""
+    embeds = umm.encode_understanding(pixels(1)).detach()
+    condition = umm.image_condition(embeds, ['Describe it.'])
+    grid = (2, 2)
+    from reca_toolkit.models.umm.bagel import extend_condition
+    from reca_toolkit.models.umm.base import attention_bias
+    tail = torch.randn(1, 5, embeds.shape[-1])
+    tail_gen = torch.tensor([True] * 4 + [False])
+    x, mask, positions, blocks, gen = extend_condition(condition, tail,
+                                                       tail_gen)
+    n = x.shape[1]
+    # Row j + 1 perturbs input j; row 0 is the reference.
+    rows = x.detach().repeat(n + 1, 1, 1)
+    rows[1:] += torch.eye(n)[:, :, None] * torch.randn(n, 1, x.shape[-1])
+    with torch.no_grad():
+        out = umm.backbone(
+            inputs_embeds=rows,
+            attention_mask=attention_bias(mask, blocks,
+                                          x.dtype).expand(n + 1, -1, -1, -1),
+            position_ids=positions.expand(n + 1, -1),
+            gen_mask=gen.expand(n + 1, -1)).last_hidden_state
+    seen = ((out[1:] - out[:1]).abs().amax(-1) > 0).T  # [output, input]
+    vit = 16 + 2
+    text = len(ids(umm, 'Describe it.')) + 2
+    expected = torch.zeros(n, n, dtype=torch.bool)
+    expected[:vit, :vit] = True
+    for i in range(vit, vit + text):
+        expected[i, :i + 1] = True
+    expected[vit + text:, :] = True
+    assert grid[0] * grid[1] + 2 == n - vit - text
+    assert torch.equal(seen, expected)
+
+
+def test_splits_share_one_rotary_position_per_image(umm):
+    embeds = umm.encode_understanding(pixels(1)).detach()
+    text = ids(umm, 'Describe it.')
+    condition = umm.image_condition(embeds, ['Describe it.'])
+    vit = [0] * 18
+    expected = vit + list(range(1, len(text) + 3)) + [len(text) + 3]
+    assert condition.positions[0].tolist() == expected
+    assert condition.blocks[0].tolist() == \
+        [1] * 18 + [0] * (len(text) + 2) + [3]
+    start, end = umm.ids['start'], umm.ids['end']
+    tokens = condition.embeds[0]
+    table = umm.backbone.get_input_embeddings().weight
+    torch.testing.assert_close(tokens[0], table[start])
+    torch.testing.assert_close(tokens[17], table[end])
+    torch.testing.assert_close(tokens[18], table[umm.ids['bos']])
+    torch.testing.assert_close(tokens[-1], table[start])
+
+
+def test_generic_instruction_drops_the_whole_text_split(umm):
+    """Upstream's text_cond_dropout removes the split: ViT split, then the
+    VAE split's start, nothing between."""
+    embeds = umm.encode_understanding(pixels(1)).detach()
+    condition = umm.image_condition(embeds, [None])
+    assert condition.mask.sum() == 18 + 1
+    assert condition.positions[0].tolist() == [0] * 18 + [1]
+    null = umm.null_condition(condition)
+    assert null.mask.tolist() == [[1]] and null.positions.tolist() == [[0]]
+
+
+def test_conversation_scores_answers_after_their_bos(umm):
+    splits, labels = umm.conversation_tokens([('Q?', 'Yes.')], 16)
+    answer = ids(umm, 'Yes.')
+    tokens = sum((s[1] for s in splits), [])
+    assert len(tokens) == len(labels)
+    scored = [t for t, label in zip(tokens, labels) if label != -100]
+    assert scored == answer + [umm.ids['eos']]
+    assert [label for label in labels if label != -100] == scored
+
+
+# understanding -----------------------------------------------------------------------
+def test_vit_is_siglip_up_to_its_second_to_last_layer(umm):
+    """At the full position grid (64 px, 8 x 8 patches) the features equal
+    transformers' whole SigLIP's second-to-last hidden state plus its
+    post-layernorm."""
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+    config = SiglipVisionConfig(**dict(umm.vit_config.to_dict(),
+                                       vision_use_head=False))
+    full = SiglipVisionModel(config).eval()
+    full.load_state_dict(umm.vit.state_dict(), strict=False)
+    image = pixels(1, image_size=64)
+    with torch.no_grad():
+        ours = umm.understanding_features(image)
+        hidden = full(pixel_values=image,
+                      output_hidden_states=True).hidden_states[-2]
+        theirs = full.post_layernorm(hidden)
+    torch.testing.assert_close(ours, theirs)
+    assert len(umm.vit.encoder.layers) == config.num_hidden_layers - 1
+
+
+def test_understanding_is_connector_plus_fixed_positions(umm):
+    image = pixels(1)
+    with torch.no_grad():
+        features = umm.understanding_features(image)
+        embeds = umm.encode_understanding(image)
+        side = umm.vit_pos_embed.side
+        ids_ = torch.tensor([r * side + c for r in range(4)
+                             for c in range(4)])
+        expected = umm.connector(features) + umm.vit_pos_embed.pos_embed[ids_]
+    torch.testing.assert_close(embeds, expected)
+
+
+def test_sincos_positions_follow_the_dit_formula():
+    """Hand formula: the first half of the channels encodes the column, the
+    second the row (MAE's meshgrid puts w first, and DiT and upstream keep
+    it); each half sines then cosines of ``pos / 10000^(2i/d)``."""
+    from reca_toolkit.models.umm.bagel import SinCosPositions
+    width, side = 8, 3
+    table = SinCosPositions(side, width).pos_embed
+    omega = 1 / 10000 ** (np.arange(width // 4) / (width / 4))
+
+    def one_d(pos):
+        return np.concatenate([np.sin(pos * omega), np.cos(pos * omega)])
+
+    for row in range(side):
+        for col in range(side):
+            expected = np.concatenate([one_d(col), one_d(row)])
+            np.testing.assert_allclose(table[row * side + col].numpy(),
+                                       expected, atol=1e-6)
+
+
+def test_timestep_embedding_is_cosines_then_sines():
+    from reca_toolkit.models.umm.bagel import TimestepEmbedder
+    embedder = TimestepEmbedder(4, frequencies=4)
+    with torch.no_grad():
+        embedder.mlp[0].weight.copy_(torch.eye(4))
+        embedder.mlp[0].bias.zero_()
+        embedder.mlp[2].weight.copy_(torch.eye(4))
+        embedder.mlp[2].bias.zero_()
+    t = 0.3
+    freqs = [math.exp(-math.log(10000) * i / 2) for i in range(2)]
+    raw = [math.cos(t * f) for f in freqs] + [math.sin(t * f) for f in freqs]
+    silu = [v / (1 + math.exp(-v)) for v in raw]
+    torch.testing.assert_close(embedder(torch.tensor([t]))[0],
+                               torch.tensor(silu))
+
+
+# weights --------------------------------------------------------------------------
+def test_patch_embedding_converts_to_upstreams_linear_layer():
+    """Upstream flattens each 14 x 14 patch position-major ('chpwq ->
+    hwpqc') into a linear layer; transformers convolves."""
+    from reca_toolkit.models.bagel_weights import (conv_patch_to_linear,
+                                                   linear_patch_to_conv)
+    conv = torch.nn.Conv2d(3, 5, 2, stride=2)
+    image = torch.randn(3, 4, 4)
+    patches = image.reshape(3, 2, 2, 2, 2)
+    patches = torch.einsum('chpwq->hwpqc', patches).reshape(4, 12)
+    linear = conv_patch_to_linear(conv.weight)
+    expected = conv(image[None])[0].flatten(1).T
+    torch.testing.assert_close(patches @ linear.T + conv.bias, expected)
+    assert torch.equal(linear_patch_to_conv(linear, 3), conv.weight)
+
+
+def test_state_dict_has_upstreams_key_names(umm):
+    """The key names of BAGEL-7B-MoT's ema.safetensors, written out from
+    ByteDance-Seed/Bagel modeling/bagel/{bagel,qwen2_navit,
+    siglip_navit,modeling_utils}.py for layer 0 and the top level."""
+    keys = set(umm.bagel_state_dict())
+    layer = 'language_model.model.layers.0.'
+    expected = {layer + k for k in (
+        'self_attn.q_proj.weight', 'self_attn.q_proj.bias',
+        'self_attn.k_proj.weight', 'self_attn.k_proj.bias',
+        'self_attn.v_proj.weight', 'self_attn.v_proj.bias',
+        'self_attn.o_proj.weight', 'self_attn.q_norm.weight',
+        'self_attn.k_norm.weight', 'self_attn.q_proj_moe_gen.weight',
+        'self_attn.q_proj_moe_gen.bias', 'self_attn.k_proj_moe_gen.weight',
+        'self_attn.k_proj_moe_gen.bias', 'self_attn.v_proj_moe_gen.weight',
+        'self_attn.v_proj_moe_gen.bias', 'self_attn.o_proj_moe_gen.weight',
+        'self_attn.q_norm_moe_gen.weight', 'self_attn.k_norm_moe_gen.weight',
+        'mlp.gate_proj.weight', 'mlp.up_proj.weight', 'mlp.down_proj.weight',
+        'mlp_moe_gen.gate_proj.weight', 'mlp_moe_gen.up_proj.weight',
+        'mlp_moe_gen.down_proj.weight', 'input_layernorm.weight',
+        'input_layernorm_moe_gen.weight', 'post_attention_layernorm.weight',
+        'post_attention_layernorm_moe_gen.weight')}
+    expected |= {
+        'language_model.model.embed_tokens.weight',
+        'language_model.model.norm.weight',
+        'language_model.model.norm_moe_gen.weight',
+        'language_model.lm_head.weight',
+        'vit_model.vision_model.embeddings.patch_embedding.weight',
+        'vit_model.vision_model.embeddings.patch_embedding.bias',
+        'vit_model.vision_model.embeddings.position_embedding.weight',
+        'vit_model.vision_model.post_layernorm.weight',
+        'vit_model.vision_model.encoder.layers.0.self_attn.q_proj.weight',
+        'vit_model.vision_model.encoder.layers.0.self_attn.out_proj.weight',
+        'vit_model.vision_model.encoder.layers.0.layer_norm1.weight',
+        'vit_model.vision_model.encoder.layers.0.mlp.fc1.weight',
+        'connector.fc1.weight', 'connector.fc2.bias', 'vae2llm.weight',
+        'llm2vae.bias', 'time_embedder.mlp.0.weight',
+        'time_embedder.mlp.2.bias'}
+    assert expected <= keys, sorted(expected - keys)
+    layer_keys = {k for k in keys if k.startswith(layer)}
+    assert layer_keys == {k for k in expected if k.startswith(layer)}
+    tops = {k.split('.')[0] for k in keys}
+    assert tops == {'language_model', 'vit_model', 'connector', 'vae2llm',
+                    'llm2vae', 'time_embedder'}
+    assert umm.bagel_state_dict()[
+        'vit_model.vision_model.embeddings.patch_embedding.weight'].ndim == 4
+
+
+@pytest.fixture(scope='module')
+def exported(umm, tmp_path_factory):
+    return umm.save_pretrained(tmp_path_factory.mktemp('bagel') / 'export')
+
+
+def test_export_writes_the_bagel_layout(exported):
+    from safetensors.torch import load_file
+    names = {p.name for p in exported.iterdir()}
+    assert {'model.safetensors', 'ema.safetensors', 'ae.safetensors',
+            'llm_config.json', 'vit_config.json', 'tokenizer.json',
+            'tokenizer_config.json'} <= names
+    model, ema = (load_file(exported / n)
+                  for n in ('model.safetensors', 'ema.safetensors'))
+    assert model.keys() == ema.keys()
+    patch = 'vit_model.vision_model.embeddings.patch_embedding.weight'
+    assert model[patch].shape == (32, 8 * 8 * 3)  # upstream's linear layer
+
+
+def test_incomplete_folder_fails_naming_each_missing_part(exported,
+                                                          tmp_path):
+    from reca_toolkit.models.bagel_weights import check_bagel_folder
+    import shutil
+    folder = tmp_path / 'partial'
+    shutil.copytree(exported, folder)
+    for name in ('ema.safetensors', 'model.safetensors', 'ae.safetensors',
+                 'vit_config.json'):
+        (folder / name).unlink()
+    with pytest.raises(FileNotFoundError) as error:
+        check_bagel_folder(folder)
+    message = str(error.value)
+    for part in ('ema.safetensors', 'ae.safetensors', 'vit_config.json'):
+        assert part in message
+    assert 'llm_config.json' not in message
+
+
+def test_foreign_checkpoint_is_refused(umm, exported, tmp_path):
+    import shutil
+    from safetensors.torch import save_file
+    from reca_toolkit.models.bagel_weights import load_bagel_weights
+    folder = tmp_path / 'foreign'
+    shutil.copytree(exported, folder)
+    save_file({'model.layers.0.weight': torch.zeros(2)},
+              folder / 'model.safetensors')
+    with pytest.raises(ValueError, match='not a BAGEL checkpoint'):
+        load_bagel_weights(folder, umm.vae_config)
