@@ -61,6 +61,13 @@ def harmon_umm_cfg():
                            ).model.umm.to_dict()
 
 
+def bagel_umm_cfg():
+    from mmengine.config import Config
+    from conftest import REPO
+    return Config.fromfile(str(REPO / 'configs/_base_/models/bagel_tiny.py')
+                           ).model.umm.to_dict()
+
+
 def harmon_parts(_):
     from diffusers import AutoencoderKL
     return dict(VAETokenizer=dict(vae=AutoencoderKL(
@@ -83,6 +90,7 @@ CASES = {
         'AutoregressiveCodeGenerator': (dict(guidance_scale=3.0),
                                         janus_parts),
         'HarmonUMM': (harmon_umm_cfg(), {}),
+        'BagelUMM': (bagel_umm_cfg(), {}),
         'VAETokenizer': (dict(scaling_factor=0.2325), harmon_parts),
         'MaskedAutoregressiveGenerator': (dict(
             encoder_dim=32, encoder_depth=1, encoder_heads=2, decoder_dim=32,
@@ -97,6 +105,7 @@ CASES = {
     'TOKENIZERS': {
         'JanusDemoTokenizer': (dict(vocab_size=512), {}),
         'QwenDemoTokenizer': (dict(vocab_size=512), {}),
+        'BagelDemoTokenizer': (dict(vocab_size=512), {}),
         'HFTokenizer': (None, None),  # built from a saved folder below
     },
     'DATASETS': {
@@ -188,6 +197,10 @@ FACTORIES = {
     'QwenDemoTokenizer': (PreTrainedTokenizerBase,
                           lambda tokenizer: len(tokenizer) == 512 and
                           tokenizer.convert_tokens_to_ids('<|im_end|>') == 2),
+    'BagelDemoTokenizer': (PreTrainedTokenizerBase,
+                           lambda tokenizer: len(tokenizer) == 512 and
+                           tokenizer.convert_tokens_to_ids(
+                               '<|vision_end|>') == 4),
 }
 
 
