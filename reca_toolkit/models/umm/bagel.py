@@ -728,7 +728,7 @@ class BagelUMM(BaseUMM):
                 und_features = self.understanding_features(und_pixels)
         h, w = self._vit_grid(und_features.shape[1])
         x = self.connector(und_features.to(self.connector.fc1.weight.dtype))
-        return x + self.vit_pos_embed(h, w).to(x.dtype)
+        return x + self.vit_pos_embed(h, w).to(x.device, x.dtype)
 
     def generation_targets(self, gen_pixels):
         if not self.is_frozen('vae'):
@@ -753,7 +753,7 @@ class BagelUMM(BaseUMM):
             dtype = self.vae2llm.weight.dtype
             latents = self.vae2llm(x_t.to(dtype)) + \
                 self.time_embedder(t)[:, None] + \
-                self.latent_pos_embed(*grid).to(dtype)
+                self.latent_pos_embed(*grid).to(x_t.device, dtype)
             tail = torch.cat([latents.to(end.dtype),
                               end.expand(len(x_t), -1, -1)], 1)
             embeds, mask, positions, blocks, gen = extend_condition(
