@@ -247,6 +247,13 @@ class BaseUMM(nn.Module):
         return [m for m in self.modules()
                 if isinstance(m, (GradientCheckpointingLayer, Block))]
 
+    def active_parameters(self):
+        """Mixture-of-experts / -transformers models: token kind -> the
+        parameters one token of that kind computes with (what "active
+        parameters" reports). Empty for dense models, whose every token
+        uses all of them."""
+        return {}
+
     def no_decay_modules(self):
         """Modules none of whose parameters take weight decay, besides the
         norms, biases and embeddings the optimizer constructor always
