@@ -604,6 +604,23 @@ class BagelUMM(BaseUMM):
                     param.data = param.data.to(self.weights_dtype)
         super().apply_freeze(frozen)
 
+    def active_parameters(self):
+        """An understanding token (text, ViT) uses the embedding table, the
+        understanding expert, ``norm`` and ``lm_head``; a latent token the
+        generation expert, ``norm_moe_gen``, ``vae2llm``, the timestep
+        embedder and ``llm2vae``. The ViT and the VAE are left out: they run
+        once per image, not per token."""
+        und = gen = 0
+        for name, param in self.language_model.named_parameters():
+            if '_moe_gen' in name:
+                gen += param.numel()
+            else:
+                und += param.numel()
+        gen += sum(p.numel() for module in (self.vae2llm, self.llm2vae,
+                                            self.time_embedder)
+                   for p in module.parameters())
+        return dict(understanding=und, generation=gen)
+
     @property
     def backbone(self):
         return self.language_model.model
