@@ -367,3 +367,50 @@ def test_foreign_checkpoint_is_refused(umm, exported, tmp_path):
               folder / 'model.safetensors')
     with pytest.raises(ValueError, match='not a BAGEL checkpoint'):
         load_bagel_weights(folder, umm.vae_config)
+
+
+# sizing -----------------------------------------------------------------------------
+# Qwen2.5-7B(-Instruct)'s published parameter count (untied lm_head).
+QWEN2_5_7B = 7_615_616_512
+
+
+def test_bagel_7b_mot_is_sized_from_its_architecture():
+    """Built without its folder (meta parameters): the understanding expert
+    is Qwen2.5-7B plus QK-norm, the generation expert its decoder layers
+    again (plus QK-norm and norm_moe_gen); SigLIP so400m cut to 26 layers,
+    the connector, the FLUX VAE and the three small heads by hand sums."""
+    from reca_toolkit.engine.launch import load_config
+    from reca_toolkit.models.bagel_weights import BAGEL_7B_MOT
+    from reca_toolkit.models.weightless import build_weightless
+    from conftest import REPO
+    cfg = load_config(str(REPO / 'configs/reca/bagel.py'),
+                      check_resources=False)
+    umm = build_weightless(cfg.model.to_dict()).umm
+    count = {part: sum(p.numel() for p in module.parameters())
+             for part, module in umm.parts().items()}
+    llm, vit = BAGEL_7B_MOT['llm'], BAGEL_7B_MOT['vit']
+    d, inner, layers = (llm['hidden_size'], llm['intermediate_size'],
+                        llm['num_hidden_layers'])
+    head = d // llm['num_attention_heads']
+    kv = llm['num_key_value_heads'] * head
+    layer = (d * d + d) + 2 * (d * kv + kv) + d * d + 3 * d * inner + 2 * d
+    qwen = 2 * llm['vocab_size'] * d + layers * layer + d
+    assert qwen == QWEN2_5_7B
+    und = qwen + layers * 2 * head
+    gen = layers * (layer + 2 * head) + d
+    assert count['language_model'] == und + gen
+    w, wi = vit['hidden_size'], vit['intermediate_size']
+    vit_layer = 4 * (w * w + w) + 4 * w + (w * wi + wi) + (wi * w + w)
+    positions = (vit['image_size'] // vit['patch_size']) ** 2
+    assert count['vit'] == (vit['num_hidden_layers'] - 1) * vit_layer + (
+        3 * vit['patch_size'] ** 2 * w + w) + positions * w + 2 * w
+    assert count['connector'] == (w * d + d) + (d * d + d)
+    assert count['vae'] == 83_819_683  # the FLUX VAE
+    token = 16 * 2 * 2
+    heads = (token * d + d) + (d * token + token) + (
+        256 * d + d) + (d * d + d)
+    assert count['vae2llm'] + count['llm2vae'] + count[
+        'time_embedder'] == heads
+    assert umm.active_parameters() == dict(understanding=und,
+                                           generation=gen + heads)
+    assert sum(count.values()) == 14_658_838_147
