@@ -414,3 +414,76 @@ def test_bagel_7b_mot_is_sized_from_its_architecture():
     assert umm.active_parameters() == dict(understanding=und,
                                            generation=gen + heads)
     assert sum(count.values()) == 14_658_838_147
+
+
+# sharded training -----------------------------------------------------------------
+FSDP = {
+    'runner_type': 'reca_toolkit.RecAFlexibleRunner',
+    'strategy': dict(
+        type='reca_toolkit.RecAFSDPStrategy', state_dict_cfg='full',
+        model_wrapper=dict(
+            type='MMFullyShardedDataParallel', use_orig_params=True,
+            auto_wrap_policy='reca_toolkit.transformer_layer_wrap_policy',
+            ignored_modules=['umm.vit', 'umm.connector',
+                             'umm.gen_tokenizer.vae']))}
+
+
+def _train_demo(rank, world, port, out, options):
+    import json
+    import os
+    from mmengine.hooks import Hook
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port),
+                      RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world), HF_HUB_OFFLINE='1')
+    from conftest import REPO
+    from reca_toolkit.engine.launch import (build_runner, load_config,
+                                            setup_distributed)
+
+    class Losses(Hook):
+        steps = []
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None,
+                             outputs=None):
+            self.steps.append(dict(
+                loss=float(outputs['loss_recon']),
+                grad_norm=runner.message_hub.get_scalar(
+                    'train/grad_norm').current()))
+
+    cfg = load_config(str(REPO / 'configs/reca/bagel_demo.py'), dict(
+        options, **{'train_cfg.max_iters': 3, 'custom_hooks': [],
+                    'default_hooks.checkpoint': None,
+                    'param_scheduler': [dict(
+                        type='LinearLR', start_factor=0.1, by_epoch=False,
+                        begin=0, end=3)],
+                    'train_dataloader.batch_size': 4 // world}),
+        str(out / 'work'))
+    cfg.experiment_name = f'{out.name}_{rank}'
+    setup_distributed(cfg, 'pytorch' if world > 1 else 'none')
+    runner = build_runner(cfg)
+    hook = Losses()
+    runner.register_hook(hook)
+    runner.train()
+    (out / f'steps_{rank}.json').write_text(json.dumps(hook.steps))
+
+
+def test_fsdp_on_two_processes_trains_as_one_process(tmp_path):
+    """The demo sharded over 2 CPU processes (one FSDP unit per MoT layer,
+    the frozen ViT, connector and VAE not sharded, the understanding expert
+    sharded with no gradient) logs the losses and global gradient norms of
+    one process on the whole batch."""
+    import json
+    import torch.multiprocessing as mp
+    from test_distributed import free_port
+    runs = {}
+    for name, world, options in (('fsdp', 2, FSDP), ('single', 1, {})):
+        out = tmp_path / name
+        out.mkdir()
+        mp.start_processes(_train_demo, nprocs=world, start_method='spawn',
+                           args=(world, free_port(), out, options))
+        runs[name] = json.loads((out / 'steps_0.json').read_text())
+    assert len(runs['fsdp']) == len(runs['single']) == 3
+    for sharded, single in zip(runs['fsdp'], runs['single']):
+        assert sharded['loss'] == pytest.approx(single['loss'], abs=1e-5)
+        assert sharded['grad_norm'] == pytest.approx(single['grad_norm'],
+                                                     rel=1e-4)
+    assert runs['single'][0]['loss'] != runs['single'][-1]['loss']

@@ -27,10 +27,10 @@ optim_wrapper = dict(
                    weight_decay=0.0),
     clip_grad=dict(max_norm=1.0),
 )
+# Warm-up, then constant (no scheduler after it), as the authors'.
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0,
          end=30),
-    dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=30),
 ]
 train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=max_iters)
 val_cfg = None

@@ -205,7 +205,7 @@ def format_estimate(config, estimate):
                  f"{e['trainable_params']:,}".rjust(widths[1]) +
                  f"{e['frozen_params']:,}".rjust(widths[2]))
     for kind, count in e['active_params'].items():
-        lines.append(f'active per {kind} token'.ljust(widths[0]) +
+        lines.append(f'active, {kind}'.ljust(widths[0]) +
                      f'{count:,}'.rjust(widths[1]))
     lines += ['', 'memory per GPU'.ljust(widths[0]) + 'GiB'.rjust(widths[1])]
     for key, value in e['gib'].items():

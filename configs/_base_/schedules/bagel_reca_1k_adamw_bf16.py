@@ -19,9 +19,9 @@ optim_wrapper = dict(
                    weight_decay=0.0, fused=True),
     clip_grad=dict(max_norm=1.0, error_if_nonfinite=False),
 )
+# After the warm-up no scheduler runs: the learning rate stays at its peak.
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0,
          end=warmup_iters),
-    dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=warmup_iters),
 ]
 train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=max_iters)
