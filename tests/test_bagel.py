@@ -440,12 +440,14 @@ def _train_demo(rank, world, port, out, options):
                                             setup_distributed)
 
     class Losses(Hook):
-        steps = []
+
+        def __init__(self):
+            self.steps = []
 
         def after_train_iter(self, runner, batch_idx, data_batch=None,
                              outputs=None):
             self.steps.append(dict(
-                loss=float(outputs['loss_recon']),
+                loss=float(outputs['loss_recon'].detach()),
                 grad_norm=runner.message_hub.get_scalar(
                     'train/grad_norm').current()))
 
@@ -466,7 +468,8 @@ def _train_demo(rank, world, port, out, options):
     (out / f'steps_{rank}.json').write_text(json.dumps(hook.steps))
 
 
-def test_fsdp_on_two_processes_trains_as_one_process(tmp_path):
+def test_fsdp_on_two_processes_trains_as_one_process(tmp_path,
+                                                     monkeypatch):
     """The demo sharded over 2 CPU processes (one FSDP unit per MoT layer,
     the frozen ViT, connector and VAE not sharded, the understanding expert
     sharded with no gradient) logs the losses and global gradient norms of
@@ -474,13 +477,17 @@ def test_fsdp_on_two_processes_trains_as_one_process(tmp_path):
     import json
     import torch.multiprocessing as mp
     from test_distributed import free_port
-    runs = {}
-    for name, world, options in (('fsdp', 2, FSDP), ('single', 1, {})):
-        out = tmp_path / name
-        out.mkdir()
-        mp.start_processes(_train_demo, nprocs=world, start_method='spawn',
-                           args=(world, free_port(), out, options))
-        runs[name] = json.loads((out / 'steps_0.json').read_text())
+    for name in ('fsdp', 'single'):
+        (tmp_path / name).mkdir()
+    mp.start_processes(_train_demo, nprocs=2, start_method='spawn',
+                       args=(2, free_port(), tmp_path / 'fsdp', FSDP))
+    # The single process runs here; the variables it sets are put back.
+    for key in ('MASTER_ADDR', 'MASTER_PORT', 'RANK', 'LOCAL_RANK',
+                'WORLD_SIZE'):
+        monkeypatch.setenv(key, '')
+    _train_demo(0, 1, free_port(), tmp_path / 'single', {})
+    runs = {name: json.loads((tmp_path / name / 'steps_0.json').read_text())
+            for name in ('fsdp', 'single')}
     assert len(runs['fsdp']) == len(runs['single']) == 3
     for sharded, single in zip(runs['fsdp'], runs['single']):
         assert sharded['loss'] == pytest.approx(single['loss'], abs=1e-5)
