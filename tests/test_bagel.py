@@ -494,3 +494,24 @@ def test_fsdp_on_two_processes_trains_as_one_process(tmp_path,
         assert sharded['grad_norm'] == pytest.approx(single['grad_norm'],
                                                      rel=1e-4)
     assert runs['single'][0]['loss'] != runs['single'][-1]['loss']
+
+
+def test_bfl_autoencoder_converts_through_diffusers(umm, exported, tmp_path):
+    """An ae.safetensors in BFL's (LDM) layout loads through diffusers'
+    convert_ldm_vae_checkpoint into the same AutoencoderKL weights."""
+    import shutil
+    from safetensors.torch import save_file
+    from test_vae_weights import to_ldm
+    from reca_toolkit.models.bagel_weights import load_bagel_weights
+    folder = tmp_path / 'bfl'
+    shutil.copytree(exported, folder)
+    vae = umm.gen_tokenizer.vae.state_dict()
+    levels = len(umm.vae_config['block_out_channels'])
+    ldm = to_ldm(vae, levels)
+    assert any(k.startswith('encoder.down.0.block.') for k in ldm)
+    save_file({k: v.contiguous() for k, v in ldm.items()},
+              folder / 'ae.safetensors')
+    _, loaded = load_bagel_weights(folder, umm.vae_config)
+    assert loaded.keys() == vae.keys()
+    for key, value in vae.items():
+        assert torch.equal(loaded[key], value), key
