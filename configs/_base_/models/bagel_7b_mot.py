@@ -24,13 +24,16 @@ model = dict(
         vit_max_num_patch_per_side=70,
         max_latent_size=64,
         # Training: t = sigmoid(N(0, 1)), shift 1 (timestep_shift default).
-        # Sampling as the authors' eval/gen/gen_images_mp.py: shift 3,
-        # 50 steps, text CFG 4 (their cfg interval [0, 1] and renorm_min 0
-        # are no-ops at these values).
+        # Sampling as the authors' BAGEL/eval/gen/gen_images_mp.py with
+        # Bagel's generate_image: num_timesteps 50 (linspace(1, 0, 50)
+        # shifted by 3: 49 Euler steps), cfg_text 4 on cfg_interval [0, 1],
+        # cfg_renorm_type 'global' with cfg_renorm_min 0.
         flow=dict(type='FlowMatchingGenerator',
                   timestep_sampling='logit_normal', shift=1.0,
                   scheduler='euler', sampling_shift=3.0,
-                  num_inference_steps=50, guidance_scale=4.0)),
+                  sigma_grid='uniform', num_inference_steps=49,
+                  guidance_scale=4.0, cfg_interval=(0.0, 1.0),
+                  cfg_renorm='global', cfg_renorm_min=0.0)),
     objectives=dict(
         # Upstream drops the text split with text_cond_dropout_prob 0.1: the
         # generic instruction (None) is no text split at all. No CE loss.

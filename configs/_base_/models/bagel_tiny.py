@@ -41,7 +41,8 @@ model = dict(
         flow=dict(type='FlowMatchingGenerator',
                   timestep_sampling='logit_normal', shift=1.0,
                   scheduler='euler', sampling_shift=3.0,
-                  num_inference_steps=5, guidance_scale=4.0)),
+                  sigma_grid='uniform', num_inference_steps=5,
+                  guidance_scale=4.0, cfg_renorm='global')),
     objectives=dict(
         recon=dict(type='ReconstructionAlignment', weight=1.0,
                    generic_prob=0.1),

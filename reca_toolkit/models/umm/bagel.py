@@ -424,7 +424,9 @@ class BagelUMM(BaseUMM):
             detached in every layer, as upstream's ``--freeze_und``; only
             the generation expert of ``language_model`` trains.
         flow: the flow-matching generator config (training: logit-normal
-            ``t``, shift 1; sampling: shift 3, 50 steps, text CFG 4).
+            ``t``, shift 1; sampling as the authors' GenEval script: Euler
+            over ``linspace(1, 0, 50)`` shifted by 3 (49 steps), text CFG 4
+            on ``(0, 1]``, global renorm with minimum 0).
         gen_tokenizer: the VAE tokenizer config.
         image_size: generated (and reconstructed) image size.
         vit_select_layer: the SigLIP layer kept (-2: all but the last).
@@ -449,7 +451,9 @@ class BagelUMM(BaseUMM):
                  flow=dict(type='FlowMatchingGenerator',
                            timestep_sampling='logit_normal', shift=1.0,
                            scheduler='euler', sampling_shift=3.0,
-                           num_inference_steps=50, guidance_scale=4.0),
+                           sigma_grid='uniform', num_inference_steps=49,
+                           guidance_scale=4.0, cfg_interval=(0.0, 1.0),
+                           cfg_renorm='global', cfg_renorm_min=0.0),
                  gen_tokenizer=dict(type='VAETokenizer',
                                     scaling_factor=0.3611,
                                     shift_factor=0.1159, patch_size=2,
