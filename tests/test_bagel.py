@@ -65,7 +65,7 @@ def packed_plan(length_vit=3, length_text=3, length_vae=4):
                 position_ids=positions, gen_mask=gen)
 
 
-# the Mixture-of-Transformers ---------------------------------------------------
+# the Mixture-of-Transformers -------------------------------------------------
 def test_generation_tokens_never_change_understanding_outputs_before_them():
     model, plan = mot(), packed_plan()
     x = torch.randn(1, 10, 32)
@@ -117,7 +117,7 @@ def test_freeze_und_detaches_the_understanding_expert(freeze_und):
         assert und_norm > 0 and x.grad[0, :7].abs().sum() > 0
 
 
-# packed splits -------------------------------------------------------------------
+# packed splits ---------------------------------------------------------------
 def test_attention_plan_reaches_what_upstream_lets_each_token_see(umm):
     """Which inputs each output depends on: the ViT split sees itself, text
     sees the ViT split and earlier text, the VAE split sees everything."""
@@ -192,7 +192,7 @@ def test_conversation_scores_answers_after_their_bos(umm):
     assert [label for label in labels if label != -100] == scored
 
 
-# understanding -----------------------------------------------------------------------
+# understanding ---------------------------------------------------------------
 def test_vit_is_siglip_up_to_its_second_to_last_layer(umm):
     """At the full position grid (64 px, 8 x 8 patches) the features equal
     transformers' whole SigLIP's second-to-last hidden state plus its
@@ -259,7 +259,7 @@ def test_timestep_embedding_is_cosines_then_sines():
                                torch.tensor(silu))
 
 
-# weights --------------------------------------------------------------------------
+# weights ---------------------------------------------------------------------
 def test_patch_embedding_converts_to_upstreams_linear_layer():
     """Upstream flattens each 14 x 14 patch position-major ('chpwq ->
     hwpqc') into a linear layer; transformers convolves."""
@@ -369,7 +369,7 @@ def test_foreign_checkpoint_is_refused(umm, exported, tmp_path):
         load_bagel_weights(folder, umm.vae_config)
 
 
-# sizing -----------------------------------------------------------------------------
+# sizing ----------------------------------------------------------------------
 # Qwen2.5-7B(-Instruct)'s published parameter count (untied lm_head).
 QWEN2_5_7B = 7_615_616_512
 
@@ -416,7 +416,7 @@ def test_bagel_7b_mot_is_sized_from_its_architecture():
     assert sum(count.values()) == 14_658_838_147
 
 
-# sharded training -----------------------------------------------------------------
+# sharded training ------------------------------------------------------------
 FSDP = {
     'runner_type': 'reca_toolkit.RecAFlexibleRunner',
     'strategy': dict(

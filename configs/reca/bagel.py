@@ -5,7 +5,8 @@
 # instruction's text split (dropped with p 0.1) -> the VAE split at 1024 px
 # with the flow-matching loss.
 #   bash tools/dist_train.sh configs/reca/bagel.py 8
-# Sharded (what the authors run: FSDP over 6-8 GPUs): configs/reca/bagel_fsdp.py
+# Sharded, as the authors run it (FSDP over 6-8 GPUs):
+#   configs/reca/bagel_fsdp.py
 # Weights: checkpoints/BAGEL-7B-MoT (one local folder).
 # Images:  data/reca/images (unlabeled jpg/png/webp, recursive).
 # Check memory first: python tools/analysis_tools/estimate.py THIS_CONFIG

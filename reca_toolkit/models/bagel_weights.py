@@ -26,8 +26,6 @@ import shutil
 import uuid
 from pathlib import Path
 
-import torch
-
 from reca_toolkit.models.harmon_weights import (_listing, _plain,
                                                 _tokenizer_sources,
                                                 check_vae_state,
@@ -147,11 +145,10 @@ def check_bagel_state(state, path):
     absent = [p for p in BAGEL_PREFIXES
               if not any(k.startswith(p) for k in state)]
     if other or absent:
-        raise ValueError(
-            f"'{path}' is not a BAGEL checkpoint: " + '; '.join(part for part in (
-                other and f'unexpected keys {_listing(other)}',
-                absent and f'no {", ".join(p + "*" for p in absent)} keys')
-                if part))
+        problems = (other and f'unexpected keys {_listing(other)}',
+                    absent and f'no {", ".join(p + "*" for p in absent)} keys')
+        raise ValueError(f"'{path}' is not a BAGEL checkpoint: "
+                         + '; '.join(p for p in problems if p))
     return state
 
 

@@ -50,8 +50,9 @@ import torch
 from torch import nn
 
 from reca_toolkit.models.bagel_weights import (FLUX_VAE_CONFIG,
-                                               BAGEL_7B_MOT, check_bagel_folder,
+                                               check_bagel_folder,
                                                load_bagel_weights,
+                                               read_configs,
                                                write_bagel_folder)
 from reca_toolkit.models.builder import build_component
 from reca_toolkit.models.lora import merged_state_dict
@@ -64,10 +65,6 @@ from reca_toolkit.registry import ENCODERS, GENERATORS, TOKENIZERS, UMMS
 
 BAGEL_SPECIAL_TOKENS = ('<|endoftext|>', '<|im_start|>', '<|im_end|>',
                         '<|vision_start|>', '<|vision_end|>')
-BAGEL_WEIGHTS_HINT = (
-    'BAGEL needs a local BAGEL-7B-MoT folder (ByteDance-Seed/BAGEL-7B-MoT: '
-    'ema.safetensors, ae.safetensors, llm_config.json, vit_config.json and '
-    'the tokenizer); reca_toolkit never downloads.')
 
 
 @TOKENIZERS.register_module(name='BagelDemoTokenizer')
@@ -79,7 +76,7 @@ def bagel_demo_tokenizer(vocab_size=1024):
                           pad_token='<|endoftext|>')
 
 
-# The Mixture-of-Transformers decoder -------------------------------------------
+# The Mixture-of-Transformers decoder -----------------------------------------
 def route(x, gen, und_fn, gen_fn, detach_und=False):
     """``und_fn`` on the understanding tokens of ``x`` (``[B, L, ...]``),
     ``gen_fn`` on the generation tokens (``gen``: ``[B, L]`` bool, or None
@@ -283,7 +280,7 @@ def build_language_model(config, freeze_und=False):
     return _language_model_classes()[1](config, freeze_und)
 
 
-# BAGEL's small modules -----------------------------------------------------------
+# BAGEL's small modules -------------------------------------------------------
 class SinCosPositions(nn.Module):
     """Fixed 2-D sin-cos position embeddings on a ``side x side`` grid,
     indexed by flattened ids ``row * side + col`` (upstream's
@@ -346,7 +343,7 @@ class MLPConnector(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-# Packed splits ------------------------------------------------------------------------
+# Packed splits ---------------------------------------------------------------
 def split_rows(rows):
     """Rows of splits -> per row ``(tokens, positions, blocks)``.
 
@@ -576,7 +573,6 @@ class BagelUMM(BaseUMM):
         pretrained = cfg.pop('pretrained', None)
         if pretrained is None:
             return cfg
-        from reca_toolkit.models.bagel_weights import read_configs
         llm, vit, has_tokenizer = read_configs(pretrained)
         cfg.update(llm=llm, vit=vit)
         if cfg.get('tokenizer') is None:
@@ -647,7 +643,7 @@ class BagelUMM(BaseUMM):
                                 'BAGEL')
         return dict(zip(('pad', 'bos', 'eos', 'start', 'end'), ids.values()))
 
-    # packed sequences ------------------------------------------------------------
+    # packed sequences --------------------------------------------------------
     def _text(self, text):
         return self.tokenizer(text, add_special_tokens=False)['input_ids']
 
@@ -716,7 +712,7 @@ class BagelUMM(BaseUMM):
                              f'tokens exceeds max_length={self.max_length}')
         return splits, labels
 
-    # the UMM interface ----------------------------------------------------------
+    # the UMM interface -------------------------------------------------------
     def _vit_grid(self, count):
         side = int(count ** 0.5)
         if side * side != count:
