@@ -192,6 +192,23 @@ def test_conversation_scores_answers_after_their_bos(umm):
     assert [label for label in labels if label != -100] == scored
 
 
+def test_vae_posterior_is_sampled_from_each_samples_seed(umm):
+    """Upstream's FLUX encoder samples its posterior; here from each
+    sample's seed, so a sample's latents do not depend on its batch."""
+    image = pixels(2)
+    with torch.no_grad():
+        drawn = umm._latents(image, seeds=[1, 2])
+        swapped = umm._latents(image[[1, 0]], seeds=[2, 1])
+        mode = umm.gen_tokenizer.vae.encode(image).latent_dist.mode()
+    torch.testing.assert_close(swapped, drawn[[1, 0]])
+    tokenizer = umm.gen_tokenizer
+    expected_mode = (mode - tokenizer.shift_factor) * tokenizer.scaling_factor
+    assert (drawn - expected_mode).abs().max() > 1e-3
+    assert not torch.equal(drawn, umm._latents(image, seeds=[1, 3]))
+    with pytest.raises(ValueError, match='sample_posterior'):
+        umm.generation_targets(image)
+
+
 # understanding ---------------------------------------------------------------
 def test_vit_is_siglip_up_to_its_second_to_last_layer(umm):
     """At the full position grid (64 px, 8 x 8 patches) the features equal

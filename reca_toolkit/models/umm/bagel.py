@@ -43,6 +43,7 @@ family's generic instruction is *no* text split) -> VAE split (the loss).
 """
 import contextlib
 import copy
+import random
 import tempfile
 from pathlib import Path
 
@@ -424,7 +425,11 @@ class BagelUMM(BaseUMM):
             ``t``, shift 1; sampling as the authors' GenEval script: Euler
             over ``linspace(1, 0, 50)`` shifted by 3 (49 steps), text CFG 4
             on ``(0, 1]``, global renorm with minimum 0).
-        gen_tokenizer: the VAE tokenizer config.
+        gen_tokenizer: the VAE tokenizer config; it samples the VAE
+            posterior, as upstream's FLUX encoder does
+            (``modeling/autoencoder.py`` ``DiagonalGaussian(sample=True)``),
+            from per-sample seeds; ``sample_posterior=False`` takes its
+            mode (and allows a latent cache).
         image_size: generated (and reconstructed) image size.
         vit_select_layer: the SigLIP layer kept (-2: all but the last).
         vit_max_num_patch_per_side, max_latent_size: the position grids of
@@ -453,7 +458,8 @@ class BagelUMM(BaseUMM):
                            cfg_renorm='global', cfg_renorm_min=0.0),
                  gen_tokenizer=dict(type='VAETokenizer',
                                     scaling_factor=0.3611,
-                                    shift_factor=0.1159, patch_size=2,
+                                    shift_factor=0.1159,
+                                    sample_posterior=True, patch_size=2,
                                     patch_layout='pqc'),
                  image_size=1024,
                  vit_select_layer=-2,
@@ -751,6 +757,11 @@ class BagelUMM(BaseUMM):
         if not self.is_frozen('vae'):
             raise ValueError("latents can only be cached while 'vae' is "
                              'frozen')
+        if self.gen_tokenizer.sample_posterior:
+            raise ValueError(
+                'cached latents are fixed, but gen_tokenizer.sample_posterior'
+                '=True draws new ones every step (upstream); cache with '
+                'sample_posterior=False (the posterior mode)')
         return self.gen_tokenizer.encode(gen_pixels)
 
     def _denoiser(self, condition, grid):
@@ -784,18 +795,27 @@ class BagelUMM(BaseUMM):
 
         return denoiser
 
-    def _latents(self, pixels=None, latents=None):
+    def _latents(self, pixels=None, latents=None, seeds=()):
+        """The target latents; with ``sample_posterior`` (upstream's FLUX
+        encoder samples its posterior) each sample's draw comes from a
+        generator seeded by its own seed."""
         if (pixels is None) == (latents is None):
             raise ValueError('give exactly one of pixels and cached latents')
-        return self.gen_tokenizer.encode(pixels) if latents is None \
-            else latents.float()
+        if latents is not None:
+            return latents.float()
+        generators = None
+        if self.gen_tokenizer.sample_posterior:
+            generators = [torch.Generator().manual_seed(
+                random.Random(f'posterior:{int(s)}').getrandbits(63))
+                for s in seeds]
+        return self.gen_tokenizer.encode(pixels, generator=generators)
 
     def generation_loss(self, condition, gen_pixels=None, gen_targets=None,
                         draws=None):
         if draws is None:
             raise ValueError('BAGEL draws its timesteps and noise from '
                              'per-sample seeds: pass draws=')
-        latents = self._latents(gen_pixels, gen_targets)
+        latents = self._latents(gen_pixels, gen_targets, draws)
         p = self.gen_tokenizer.patch_size
         grid = (latents.shape[-2] // p, latents.shape[-1] // p)
         tokens = self.gen_tokenizer.to_tokens(latents)
