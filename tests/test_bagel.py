@@ -117,6 +117,24 @@ def test_freeze_und_detaches_the_understanding_expert(freeze_und):
         assert und_norm > 0 and x.grad[0, :7].abs().sum() > 0
 
 
+def test_activation_checkpointing_of_the_mot_layers_changes_nothing():
+    """The 7B configs checkpoint every MoT layer: same loss, same
+    gradients."""
+    from test_umm_conformance import batch, without_zero_init
+    results = []
+    for switch in (False, True):
+        model = without_zero_init(build(BAGEL, gradient_checkpointing=switch))
+        layer = model.umm.language_model.model.layers[0]
+        assert layer.gradient_checkpointing is switch
+        losses = model.loss(batch(BAGEL))
+        losses['loss_recon'].backward()
+        results.append((losses['loss_recon'].detach(), torch.cat(
+            [p.grad.flatten() for p in model.parameters()
+             if p.grad is not None])))
+    torch.testing.assert_close(results[1][0], results[0][0])
+    torch.testing.assert_close(results[1][1], results[0][1])
+
+
 # packed splits ---------------------------------------------------------------
 def test_attention_plan_reaches_what_upstream_lets_each_token_see(umm):
     """Which inputs each output depends on: the ViT split sees itself, text
