@@ -230,3 +230,24 @@ def test_cfg_interval_and_renorm_by_hand():
     # each 0.25 long.
     assert used == pytest.approx([1.0, 0.75, 0.5, 0.25])
     torch.testing.assert_close(out, torch.tensor([[-(3 * 0.5 + 0.5)]]))
+
+
+def test_serial_guidance_over_two_null_branches_by_hand():
+    """Two scales: conditional, text-null and image-null rows; g = cond,
+    g = null1 + 4 (g - null1), g = null2 + 1.5 (g - null2); 'text_channel'
+    rescales after the first branch only."""
+    values = torch.tensor([[2.0], [1.0], [0.5]])  # cond, null1, null2
+
+    def denoiser(x_t, timesteps):
+        return values.repeat_interleave(len(x_t) // 3, 0).reshape(
+            x_t.shape)
+
+    for renorm_mode, first in ((None, 1 + 4 * (2 - 1)),
+                               ('text_channel', 2.0)):
+        gen = FlowMatchingGenerator(scheduler='euler', sigma_grid='uniform',
+                                    num_inference_steps=1,
+                                    guidance_scale=(4.0, 1.5),
+                                    cfg_renorm=renorm_mode)
+        out = gen.sample((1, 1), denoiser, noise=torch.zeros(1, 1))
+        velocity = 0.5 + 1.5 * (first - 0.5)
+        torch.testing.assert_close(out, torch.tensor([[-velocity]]))

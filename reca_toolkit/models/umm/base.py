@@ -336,6 +336,18 @@ class BaseUMM(nn.Module):
         or not at all."""
         raise NotImplementedError
 
+    def edit(self, und_pixels, instructions, generator=None,
+             source_pixels=None, **sampling):
+        """Images plus edit instructions -> edited images in [-1, 1]. By
+        default RecA's image-conditioned prompt: the understanding
+        embeddings and the instruction condition generation;
+        ``source_pixels`` (the image at the generation size) is for families
+        whose editing puts more of the source in the context (BAGEL: its
+        clean VAE latents) and guides by several branches."""
+        condition = self.image_condition(
+            self.encode_understanding(und_pixels), list(instructions))
+        return self.generate(condition, generator=generator, **sampling)
+
     def reconstruct(self, und_pixels, instruction, generator=None,
                     **sampling):
         """Image -> understanding embeddings -> generated image."""
