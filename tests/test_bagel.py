@@ -227,6 +227,49 @@ def test_vae_posterior_is_sampled_from_each_samples_seed(umm):
         umm.generation_targets(image)
 
 
+def test_edit_context_is_clean_latents_then_vit_then_instruction(umm):
+    """Upstream's editing context: the source's VAE split (its latents
+    generation tokens at t = 0, one rotary position), the ViT split (the
+    next), the instruction; the text-free branch drops the instruction, the
+    image-free one both image splits."""
+    source, text = pixels(1), 'Make it red.'
+    with torch.no_grad():
+        full, no_text, no_image = umm.edit_conditions(
+            source, [text], source, torch.Generator().manual_seed(0))
+    latents, vit, words = 64, 16, len(ids(umm, text)) + 2
+    assert full.mask.sum() == latents + 2 + vit + 2 + words + 1
+    assert full.positions[0].tolist() == [0] * (latents + 2) + \
+        [1] * (vit + 2) + list(range(2, 2 + words)) + [2 + words]
+    assert full.extras['gen'][0].tolist() == \
+        [0] + [1] * latents + [0] * (vit + 3 + words + 1)
+    assert no_text.mask.sum() == latents + 2 + vit + 2 + 1
+    assert no_image.mask.sum() == words + 1
+    assert not no_image.extras['gen'].any()
+    with pytest.raises(ValueError, match='source_pixels'):
+        umm.edit_conditions(source, [text], None)
+
+
+def test_edit_samples_three_branches_seeded(umm):
+    from reca_toolkit.models.reca import RecAModel
+    model = build(BAGEL).eval()
+    assert isinstance(model, RecAModel)
+    source = pixels(2)
+    seen = []
+    hook = model.umm.backbone.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(
+            kwargs['inputs_embeds'].shape[0]), with_kwargs=True)
+    try:
+        first = model.edit(source, ['Make it red.', 'Add a circle.'], seed=1,
+                           source_pixels=source)
+    finally:
+        hook.remove()
+    again = model.edit(source, ['Make it red.', 'Add a circle.'], seed=1,
+                       source_pixels=source)
+    assert seen and set(seen) == {6}  # 2 rows x 3 branches
+    assert first.shape == source.shape and torch.isfinite(first).all()
+    assert torch.equal(first, again)
+
+
 # understanding ---------------------------------------------------------------
 def test_vit_is_siglip_up_to_its_second_to_last_layer(umm):
     """At the full position grid (64 px, 8 x 8 patches) the features equal

@@ -350,16 +350,21 @@ def split_rows(rows):
 
     A split is ``(mode, tokens)``: 'full' (every token at one rotary
     position, full attention within the split, upstream's "full" and
-    "noise"), 'causal' (consecutive positions, causal), or 'open': a full
-    split whose tokens generation continues (the VAE split's
-    ``<|vision_start|>``; its position is not passed on). Tokens are ids or
-    None where image embeddings go.
+    "noise"), 'latent' (the same, its inner tokens generation tokens: a
+    clean VAE split of a source image), 'causal' (consecutive positions,
+    causal), or 'open': a full split whose tokens generation continues (the
+    VAE split's ``<|vision_start|>``; its position is not passed on).
+    Tokens are ids or None where image embeddings go. Also returns, per
+    row, which tokens are generation tokens.
     """
     out = []
     for splits in rows:
-        tokens, positions, blocks, rope = [], [], [], 0
+        tokens, positions, blocks, gen, rope = [], [], [], [], 0
         for index, (mode, split) in enumerate(splits, start=1):
             tokens += split
+            inner = mode == 'latent'
+            gen += [False] + [inner] * (len(split) - 2) + [False] \
+                if len(split) > 1 else [False] * len(split)
             if mode == 'causal':
                 positions += range(rope, rope + len(split))
                 blocks += [0] * len(split)
@@ -367,8 +372,8 @@ def split_rows(rows):
             else:
                 positions += [rope] * len(split)
                 blocks += [index] * len(split)
-                rope += mode == 'full'
-        out.append((tokens, positions, blocks))
+                rope += mode != 'open'
+        out.append((tokens, positions, blocks, gen))
     return out
 
 
@@ -389,13 +394,13 @@ def extend_condition(condition, tail, tail_gen):
     count = tail.shape[1]
     mask = torch.cat([condition.mask,
                       condition.mask.new_ones(len(condition), count)], 1)
+    gen = torch.cat([condition.extras['gen'].bool(),
+                     tail_gen.to(mask.device).expand(len(condition), -1)], 1)
     positions = condition.position_ids
     blocks = condition.blocks
     positions = torch.cat([positions,
                            positions[:, -1:].expand(-1, count)], 1)
     blocks = torch.cat([blocks, blocks[:, -1:].expand(-1, count)], 1)
-    gen = torch.cat([torch.zeros_like(condition.mask, dtype=torch.bool),
-                     tail_gen.to(mask.device).expand(len(condition), -1)], 1)
     embeds = torch.cat([condition.embeds, tail.to(condition.embeds.dtype)],
                        1)
     return embeds, mask, positions, blocks, gen
@@ -659,6 +664,10 @@ class BagelUMM(BaseUMM):
         return ('causal', [self.ids['bos']] + self._text(text) +
                 [self.ids['eos']])
 
+    def _latent_split(self, count):
+        return ('latent', [self.ids['start']] + [None] * count +
+                [self.ids['end']])
+
     def _vit_split(self, count):
         return ('full', [self.ids['start']] + [None] * count +
                 [self.ids['end']])
@@ -676,6 +685,10 @@ class BagelUMM(BaseUMM):
         condition.positions = left_pad([p[1] for p in packed],
                                        length).to(device)
         condition.blocks = left_pad([p[2] for p in packed], length).to(device)
+        # Which positions are generation tokens (a source image's clean
+        # latents when editing), for the MoT's routing.
+        condition.extras['gen'] = left_pad([p[3] for p in packed],
+                                           length).to(device)
         return result
 
     def _generation_rows(self, prefixes):
@@ -839,6 +852,73 @@ class BagelUMM(BaseUMM):
                  self.gen_tokenizer.token_dim)
         tokens = self.flow.sample(shape, self._denoiser(rows, grid),
                                   generator, **sampling)
+        return self.gen_tokenizer.decode(
+            self.gen_tokenizer.from_tokens(tokens, grid))
+
+    def clean_latent_embeddings(self, source_pixels, generator=None):
+        """A source image's VAE split as upstream's editing context holds
+        it: its latent tokens at ``t = 0`` (``vae2llm`` + timestep 0 +
+        positions); a sampled posterior draws from ``generator``."""
+        latents = self.gen_tokenizer.encode(
+            source_pixels,
+            generator=generator if self.gen_tokenizer.sample_posterior
+            else None)
+        p = self.gen_tokenizer.patch_size
+        grid = (latents.shape[-2] // p, latents.shape[-1] // p)
+        tokens = self.gen_tokenizer.to_tokens(latents)
+        dtype = self.vae2llm.weight.dtype
+        t = tokens.new_zeros(len(tokens))
+        return self.vae2llm(tokens.to(dtype)) + \
+            self.time_embedder(t)[:, None] + \
+            self.latent_pos_embed(*grid).to(tokens.device, dtype)
+
+    def edit_conditions(self, und_pixels, instructions, source_pixels,
+                        generator=None):
+        """The three editing branches: the source's clean VAE split and ViT
+        split (one rotary position each, in that order) then the
+        instruction; the same without the instruction; the instruction
+        without the image. Each ends with the open VAE split."""
+        if source_pixels is None:
+            raise ValueError(
+                'BAGEL edits from the source image at the generation size '
+                'too: pass source_pixels (a dataset pipeline with '
+                'ImageViews(und_size=..., gen_size=...))')
+        clean = self.clean_latent_embeddings(source_pixels, generator)
+        vit = self.encode_understanding(und_pixels)
+        latent, image = (self._latent_split(clean.shape[1]),
+                         self._vit_split(vit.shape[1]))
+        texts = [self._text_split(text) for text in instructions]
+        embeds = torch.cat([clean.to(vit.dtype), vit], 1)
+        full = self._condition(self._generation_rows(
+            [[latent, image, text] for text in texts]), embeds)
+        no_text = self._condition(self._generation_rows(
+            [[latent, image]] * len(texts)), embeds)
+        no_image = self._condition(self._generation_rows(
+            [[text] for text in texts]))
+        return full, no_text, no_image
+
+    def edit(self, und_pixels, instructions, generator=None,
+             source_pixels=None, image_guidance_scale=1.5, **sampling):
+        """Upstream's editing (RecA repository
+        ``BAGEL/eval/gen/gen_images_mp_imgedit.py``): the source image's
+        clean VAE split and ViT split, then the instruction's text split;
+        three guidance branches, full / without the text / without the
+        image, combined text first (``guidance_scale``, 4) then image
+        (``image_guidance_scale``, 1.5), with 'text_channel' renorm.
+
+        ``source_pixels``: the source at the generation size (the VAE
+        view); ``und_pixels`` at the ViT's.
+        """
+        full, no_text, no_image = self.edit_conditions(
+            und_pixels, instructions, source_pixels, generator)
+        rows = Condition.cat([full, no_text, no_image])
+        scales = (sampling.pop('guidance_scale', self.flow.guidance_scale),
+                  image_guidance_scale)
+        grid = self.gen_tokenizer.grid(self.image_size)
+        shape = (len(full), grid[0] * grid[1], self.gen_tokenizer.token_dim)
+        tokens = self.flow.sample(shape, self._denoiser(rows, grid),
+                                  generator, guidance_scale=scales,
+                                  cfg_renorm='text_channel', **sampling)
         return self.gen_tokenizer.decode(
             self.gen_tokenizer.from_tokens(tokens, grid))
 
