@@ -593,3 +593,17 @@ def test_bfl_autoencoder_converts_through_diffusers(umm, exported, tmp_path):
     assert loaded.keys() == vae.keys()
     for key, value in vae.items():
         assert torch.equal(loaded[key], value), key
+
+
+def test_demo_logs_reconstruction_prompt_and_edit_grids(tmp_path):
+    """configs/reca/bagel_demo.py, one iteration: the grids of its
+    SampleGridHook, edits included (RecAModel.edit with the fixed images'
+    generation views as sources)."""
+    from conftest import REPO
+    from reca_toolkit.engine.launch import build_runner, load_config
+    cfg = load_config(str(REPO / 'configs/reca/bagel_demo.py'), {
+        'train_cfg.max_iters': 1, 'default_hooks.checkpoint': None},
+        str(tmp_path))
+    build_runner(cfg).train()
+    grids = {p.stem for p in tmp_path.glob('*/vis_data/vis_image/*.png')}
+    assert grids == {'reconstruction_1', 'prompts_1', 'edits_1'}

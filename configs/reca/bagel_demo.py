@@ -4,10 +4,11 @@
 # the toolkit renders itself, with the authors' recipe shape: reconstruction
 # only (no CE), the text split dropped 10% of the time, ViT, connector, VAE
 # and the understanding expert frozen. Runs on a 2-core CPU in under 3
-# minutes and writes a checkpoint, the loss log and reconstruction / prompt
-# sample grids under work_dirs/bagel_demo. The grids cannot look like the
-# scenes: a random VAE does not decode even its own latents back (mean
-# error 0.26 on [-1, 1] pixels); the falling loss is what the demo shows.
+# minutes and writes a checkpoint, the loss log and reconstruction, prompt
+# and edit sample grids under work_dirs/bagel_demo. The grids cannot look
+# like the scenes: a random VAE does not decode even its own latents back
+# (mean error 0.26 on [-1, 1] pixels); the falling loss is what the demo
+# shows.
 #   python tools/train.py configs/reca/bagel_demo.py
 _base_ = [
     '../_base_/models/bagel_tiny.py',
@@ -52,7 +53,8 @@ default_hooks = dict(
 custom_hooks = [
     dict(type='SampleGridHook', interval=100, num_images=8,
          prompts=['a red circle at the top left',
-                  'a blue square and a yellow triangle']),
+                  'a blue square and a yellow triangle'],
+         edits=['make the background white', 'add a red circle']),
     dict(type='SkippedImagesHook'),
 ]
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
