@@ -495,15 +495,15 @@ def test_bagel_7b_mot_is_sized_from_its_architecture():
 
 
 # sharded training ------------------------------------------------------------
-FSDP = {
-    'runner_type': 'reca_toolkit.RecAFlexibleRunner',
-    'strategy': dict(
-        type='reca_toolkit.RecAFSDPStrategy', state_dict_cfg='full',
-        model_wrapper=dict(
-            type='MMFullyShardedDataParallel', use_orig_params=True,
-            auto_wrap_policy='reca_toolkit.transformer_layer_wrap_policy',
-            ignored_modules=['umm.vit', 'umm.connector',
-                             'umm.gen_tokenizer.vae']))}
+def fsdp_options():
+    """configs/reca/bagel_fsdp.py's runner, strategy and weights dtype,
+    for the demo."""
+    from mmengine.config import Config
+    from conftest import REPO
+    cfg = Config.fromfile(str(REPO / 'configs/reca/bagel_fsdp.py'))
+    return {'runner_type': cfg.runner_type,
+            'strategy': cfg.strategy.to_dict(),
+            'model.umm.weights_dtype': cfg.model.umm.weights_dtype}
 
 
 def _train_demo(rank, world, port, out, options):
@@ -548,17 +548,21 @@ def _train_demo(rank, world, port, out, options):
 
 def test_fsdp_on_two_processes_trains_as_one_process(tmp_path,
                                                      monkeypatch):
-    """The demo sharded over 2 CPU processes (one FSDP unit per MoT layer,
-    the frozen ViT, connector and VAE not sharded, the understanding expert
-    sharded with no gradient) logs the losses and global gradient norms of
-    one process on the whole batch."""
+    """The demo sharded over 2 CPU processes as configs/reca/bagel_fsdp.py
+    shards (one FSDP unit per MoT layer, the frozen ViT, connector and VAE
+    not sharded, the understanding expert sharded with no gradient) logs
+    the losses and global gradient norms of one process on the whole
+    batch. A bfloat16 understanding expert beside the float32 generation
+    expert cannot be flattened into one unit: the config keeps float32."""
     import json
     import torch.multiprocessing as mp
     from test_distributed import free_port
     for name in ('fsdp', 'single'):
         (tmp_path / name).mkdir()
+    options = fsdp_options()
+    assert options['model.umm.weights_dtype'] == 'float32'
     mp.start_processes(_train_demo, nprocs=2, start_method='spawn',
-                       args=(2, free_port(), tmp_path / 'fsdp', FSDP))
+                       args=(2, free_port(), tmp_path / 'fsdp', options))
     # The single process runs here; the variables it sets are put back.
     for key in ('MASTER_ADDR', 'MASTER_PORT', 'RANK', 'LOCAL_RANK',
                 'WORLD_SIZE'):

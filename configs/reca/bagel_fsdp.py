@@ -17,6 +17,11 @@
 # (docs/performance.md).
 _base_ = ['./bagel.py']
 
+# FSDP flattens each MoT layer into one tensor, which must have one dtype:
+# the frozen understanding expert is float32 too (upstream shards float32
+# parameters as well), not bfloat16 beside the float32 generation expert.
+model = dict(umm=dict(weights_dtype='float32'))
+
 runner_type = 'reca_toolkit.RecAFlexibleRunner'
 strategy = dict(
     type='reca_toolkit.RecAFSDPStrategy',
