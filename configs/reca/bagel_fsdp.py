@@ -3,7 +3,7 @@
 # shards) mesh on one node, i.e. full sharding over the 8 GPUs; activation
 # checkpointing of the MoT and SigLIP layers):
 #   bash tools/dist_train.sh configs/reca/bagel_fsdp.py 8
-# One FSDP unit per MoT layer; the frozen ViT, connector and VAE (bfloat16)
+# One FSDP unit per MoT layer; the frozen ViT, connector and VAE
 # are not sharded. The understanding expert is sharded with its layer but
 # takes no gradient or optimizer state (freeze_und). Checkpoints hold full
 # state dicts (rank 0 writes them). Several nodes: add
