@@ -21,12 +21,11 @@ TOOLS = sorted(p for p in (REPO / 'tools/eval').glob('*.py')
 def no_disk_checks(monkeypatch):
     """Weights folders and image folders exist only on users' machines."""
     from reca_toolkit.datasets import ImageFolder
-    from reca_toolkit.models.umm.harmon import HarmonUMM
-    from reca_toolkit.models.umm.janus_pro import JanusProUMM
-    from reca_toolkit.models.umm.showo import ShowoUMM
-    for umm in (JanusProUMM, HarmonUMM, ShowoUMM):
-        monkeypatch.setattr(umm, 'validate_config',
-                            staticmethod(lambda cfg: None))
+    from reca_toolkit.registry import UMMS
+    for umm in UMMS.module_dict.values():
+        if hasattr(umm, 'validate_config'):
+            monkeypatch.setattr(umm, 'validate_config',
+                                staticmethod(lambda cfg: None))
     monkeypatch.setattr(ImageFolder, 'validate_config',
                         classmethod(lambda cls, cfg: None))
 

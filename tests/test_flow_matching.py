@@ -175,3 +175,79 @@ def test_bad_settings_name_the_choices():
     with pytest.raises(ValueError, match='dpm_solver'):
         FlowMatchingGenerator(scheduler='ddim')
     assert isinstance(FlowMatchingGenerator().draw([0], (1, )), FlowDraws)
+
+
+def test_uniform_sigma_grid_is_bagels_shifted_linspace():
+    """BAGEL's sampler: t = linspace(1, 0, N) shifted, N - 1 Euler steps
+    x <- x - v * (t_i - t_{i+1}) (ByteDance-Seed/Bagel modeling/bagel/
+    bagel.py generate_image), by hand for a constant velocity."""
+    from reca_toolkit.models.generators.flow_matching import shift_times
+    gen = FlowMatchingGenerator(scheduler='euler', sampling_shift=3.0,
+                                sigma_grid='uniform', num_inference_steps=4,
+                                guidance_scale=1.0)
+    seen = []
+
+    def denoiser(x_t, timesteps):
+        seen.append(float(timesteps[0]) / 1000)
+        return torch.ones_like(x_t)
+
+    out = gen.sample((1, 2), denoiser, noise=torch.zeros(1, 2))
+    grid = shift_times(torch.linspace(1, 0, 5, dtype=torch.float64), 3.0)
+    assert seen == pytest.approx(grid[:-1].tolist(), abs=1e-6)
+    torch.testing.assert_close(out, torch.full((1, 2), -1.0))
+    with pytest.raises(ValueError, match='euler'):
+        FlowMatchingGenerator(sigma_grid='uniform')
+
+
+def test_cfg_interval_and_renorm_by_hand():
+    """Outside the interval the conditional prediction alone; inside,
+    guidance, then (renorm) scaled to the conditional norm at most."""
+    from reca_toolkit.models.generators.flow_matching import renorm
+    cond = torch.tensor([[3.0, 4.0]])  # norm 5
+    guided = torch.tensor([[6.0, 8.0]])  # norm 10
+    torch.testing.assert_close(renorm(guided, cond, 'global'), cond)
+    torch.testing.assert_close(renorm(guided, cond, 'global', 0.8),
+                               0.8 * guided)
+    small = torch.tensor([[0.3, 0.4]])
+    assert torch.equal(renorm(small, cond, 'channel'), small)  # never up
+    gen = FlowMatchingGenerator(scheduler='euler', sigma_grid='uniform',
+                                num_inference_steps=4, guidance_scale=3.0,
+                                cfg_interval=(0.5, 1.0))
+    used = []
+
+    def denoiser(x_t, timesteps):
+        half = len(x_t) // 2
+        return torch.cat([torch.ones_like(x_t[:half]),
+                          torch.zeros_like(x_t[half:])])
+
+    def record(x_t, timesteps):
+        out = denoiser(x_t, timesteps)
+        used.append(float(timesteps[0]) / 1000)
+        return out
+
+    out = gen.sample((1, 1), record, noise=torch.zeros(1, 1))
+    # Steps at t = 1, 0.75 (guided: velocity 3) and 0.5, 0.25 (velocity 1),
+    # each 0.25 long.
+    assert used == pytest.approx([1.0, 0.75, 0.5, 0.25])
+    torch.testing.assert_close(out, torch.tensor([[-(3 * 0.5 + 0.5)]]))
+
+
+def test_serial_guidance_over_two_null_branches_by_hand():
+    """Two scales: conditional, text-null and image-null rows; g = cond,
+    g = null1 + 4 (g - null1), g = null2 + 1.5 (g - null2); 'text_channel'
+    rescales after the first branch only."""
+    values = torch.tensor([[2.0], [1.0], [0.5]])  # cond, null1, null2
+
+    def denoiser(x_t, timesteps):
+        return values.repeat_interleave(len(x_t) // 3, 0).reshape(
+            x_t.shape)
+
+    for renorm_mode, first in ((None, 1 + 4 * (2 - 1)),
+                               ('text_channel', 2.0)):
+        gen = FlowMatchingGenerator(scheduler='euler', sigma_grid='uniform',
+                                    num_inference_steps=1,
+                                    guidance_scale=(4.0, 1.5),
+                                    cfg_renorm=renorm_mode)
+        out = gen.sample((1, 1), denoiser, noise=torch.zeros(1, 1))
+        velocity = 0.5 + 1.5 * (first - 0.5)
+        torch.testing.assert_close(out, torch.tensor([[-velocity]]))

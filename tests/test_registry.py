@@ -87,6 +87,7 @@ CASES = {
         'AutoregressiveCodeGenerator': (dict(guidance_scale=3.0),
                                         janus_parts),
         'HarmonUMM': (harmon_umm_cfg(), {}),
+        'BagelUMM': (tiny_umm_cfg('bagel_tiny'), {}),
         'VAETokenizer': (dict(scaling_factor=0.2325), harmon_parts),
         'MaskedAutoregressiveGenerator': (dict(
             encoder_dim=32, encoder_depth=1, encoder_heads=2, decoder_dim=32,
@@ -108,6 +109,7 @@ CASES = {
         'JanusDemoTokenizer': (dict(vocab_size=512), {}),
         'QwenDemoTokenizer': (dict(vocab_size=512), {}),
         'ShowoDemoTokenizer': (dict(vocab_size=512), {}),
+        'BagelDemoTokenizer': (dict(vocab_size=512), {}),
         'HFTokenizer': (None, None),  # built from a saved folder below
     },
     'DATASETS': {
@@ -203,6 +205,10 @@ FACTORIES = {
                            lambda tokenizer: len(tokenizer) == 512 and
                            tokenizer.convert_tokens_to_ids('<|endoftext|>')
                            == 0),
+    'BagelDemoTokenizer': (PreTrainedTokenizerBase,
+                           lambda tokenizer: len(tokenizer) == 512 and
+                           tokenizer.convert_tokens_to_ids(
+                               '<|vision_end|>') == 4),
 }
 
 

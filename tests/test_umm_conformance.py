@@ -44,6 +44,13 @@ FAMILIES = [
            ('vision', 'magvit'), (5.8, 7.0), (5.8, 7.0),
            export_drops=('config', 'tokenizer', 'vision_config',
                          'gen_tokenizer')),
+    # llm2vae starts at zero: the velocity MSE is E|noise - x0|^2 = 1 plus
+    # the latents' second moment; text over 1024 tokens. The ViT,
+    # connector and VAE are frozen; freeze_und freezes the understanding
+    # expert inside language_model.
+    Family('bagel', 'configs/_base_/models/bagel_tiny.py', 32,
+           ('vae', 'vit', 'connector'), (1.0, 3.0), (6.3, 7.6),
+           export_drops=('llm', 'vit', 'tokenizer')),
 ]
 IDS = [f.name for f in FAMILIES]
 

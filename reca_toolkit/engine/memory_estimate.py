@@ -178,6 +178,7 @@ def estimate_memory(cfg, batch_size=None, num_gpus=1, gpu_mem_gib=80.0):
         llm_tokens_per_sample=step['llm_tokens'] / batch_size,
         parts=rows,
         trainable_params=sum(p.numel() for p in trainable),
+        active_params=model.umm.active_parameters(),
         frozen_params=sum(p.numel() for p in params if not p.requires_grad),
         gib={k: v / GiB for k, v in states.items()},
         host_gib=host / GiB, total_gib=total / GiB, gpu_mem_gib=gpu_mem_gib,
@@ -203,6 +204,9 @@ def format_estimate(config, estimate):
     lines.append('total'.ljust(widths[0]) +
                  f"{e['trainable_params']:,}".rjust(widths[1]) +
                  f"{e['frozen_params']:,}".rjust(widths[2]))
+    for kind, count in e['active_params'].items():
+        lines.append(f'active, {kind}'.ljust(widths[0]) +
+                     f'{count:,}'.rjust(widths[1]))
     lines += ['', 'memory per GPU'.ljust(widths[0]) + 'GiB'.rjust(widths[1])]
     for key, value in e['gib'].items():
         lines.append(key.replace('_', ' ').ljust(widths[0]) +

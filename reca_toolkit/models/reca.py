@@ -81,15 +81,16 @@ class RecAModel(BaseModel):
             **sampling)
 
     @torch.no_grad()
-    def edit(self, und_pixels, instructions, seed=0, **sampling):
-        """Images in [-1, 1] plus edit instructions -> edited images: the
-        understanding embeddings and the instruction condition generation,
-        as in RecA's image-conditioned prompt."""
-        condition = self.umm.image_condition(
-            self.umm.encode_understanding(und_pixels), list(instructions))
-        return self.umm.generate(
-            condition, generator=self._generator(seed, und_pixels.device),
-            **sampling)
+    def edit(self, und_pixels, instructions, seed=0, source_pixels=None,
+             **sampling):
+        """Images in [-1, 1] plus edit instructions -> edited images, as the
+        UMM edits (:meth:`BaseUMM.edit`: by default RecA's
+        image-conditioned prompt); ``source_pixels``: the images at the
+        generation size, for families that need them."""
+        return self.umm.edit(
+            und_pixels, list(instructions),
+            generator=self._generator(seed, und_pixels.device),
+            source_pixels=source_pixels, **sampling)
 
     def _predict_rows(self, batch):
         """Per row of one source's batch: its generated, edited or
@@ -119,9 +120,12 @@ class RecAModel(BaseModel):
                 images = self.generate([batch['prompt'][i]] * n,
                                        seed=seeds[i])
             else:
+                source = batch.get('gen_pixels')
                 images = self.edit(
                     batch['und_pixels'][i:i + 1].expand(n, -1, -1, -1),
-                    [batch['instruction'][i]] * n, seed=seeds[i])
+                    [batch['instruction'][i]] * n, seed=seeds[i],
+                    source_pixels=None if source is None else
+                    source[i:i + 1].expand(n, -1, -1, -1))
             yield images if counts else images[0]
 
     def predict(self, inputs):

@@ -27,7 +27,9 @@ class SampleGridHook(Hook):
 
     * ``reconstruction``: fixed training images (top row, 'input') and the
       model's reconstructions of them (bottom row, 'reconstruction');
-    * ``prompts``: one sample per fixed text prompt, under its prompt.
+    * ``prompts``: one sample per fixed text prompt, under its prompt;
+    * ``edits``: the first fixed images (top row) edited by one instruction
+      each (bottom row, under its instruction), ``RecAModel.edit``.
 
     Args:
         interval: iterations between grids.
@@ -37,6 +39,8 @@ class SampleGridHook(Hook):
             ``skip_bad_images=True`` a bad file among them is skipped.
         num_images: how many images to reconstruct.
         prompts: text prompts to sample.
+        edits: edit instructions for the first ``len(edits)`` fixed images
+            (at most ``num_images``).
         seed: sampling seed, the same every time so grids are comparable.
         sampling: extra arguments for the sampler (``guidance_scale``,
             ``temperature``, ...).
@@ -45,11 +49,15 @@ class SampleGridHook(Hook):
     priority = 'LOW'
 
     def __init__(self, interval=500, source='recon', num_images=4,
-                 prompts=(), seed=0, sampling=None):
+                 prompts=(), edits=(), seed=0, sampling=None):
+        if len(edits) > num_images:
+            raise ValueError(f'SampleGridHook: {len(edits)} edits need as '
+                             f'many fixed images; num_images={num_images}')
         self.interval = interval
         self.source = source
         self.num_images = num_images
         self.prompts = list(prompts)
+        self.edits = list(edits)
         self.seed = seed
         self.sampling = sampling or {}
         self.images = None
@@ -94,9 +102,9 @@ class SampleGridHook(Hook):
         device = next(model.parameters()).device
         was_training = model.training
         model.eval()
+        to_float = lambda x: x.to(device).float() / 127.5 - 1  # noqa: E731
         with sampling_context(runner):
             if self.images is not None:
-                to_float = lambda x: x.to(device).float() / 127.5 - 1  # noqa
                 recon = model.reconstruct(to_float(self.images['und_pixels']),
                                           seed=self.seed, **self.sampling)
                 target = to_float(self.images['gen_pixels'])
@@ -112,6 +120,16 @@ class SampleGridHook(Hook):
                 runner.visualizer.add_image(
                     'prompts', make_grid(images, ncols=len(images),
                                          captions=self.prompts), step=step)
+            if self.edits and self.images is not None:
+                count = len(self.edits)
+                source = to_float(self.images['gen_pixels'][:count])
+                edited = model.edit(
+                    to_float(self.images['und_pixels'][:count]), self.edits,
+                    seed=self.seed, source_pixels=source, **self.sampling)
+                runner.visualizer.add_image(
+                    'edits', make_grid(
+                        torch.cat([source, edited.to(device)]), ncols=count,
+                        captions=['input'] * count + self.edits), step=step)
         model.train(was_training)
         print_log(f'sample grids logged at iteration {step}',
                   logger='current')

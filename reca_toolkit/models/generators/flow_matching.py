@@ -29,6 +29,8 @@ from reca_toolkit.registry import GENERATORS
 
 TIMESTEP_SAMPLINGS = ('uniform', 'logit_normal')
 SCHEDULERS = ('dpm_solver', 'euler')
+SIGMA_GRIDS = ('scheduler', 'uniform')
+CFG_RENORMS = (None, 'global', 'channel', 'text_channel')
 
 
 @dataclass
@@ -67,6 +69,21 @@ def guide(cond, uncond, scale):
     return uncond + scale * (cond - uncond)
 
 
+def renorm(guided, cond, mode, minimum=0.0):
+    """The guided prediction scaled down to at most the conditional one's
+    norm, by a factor clamped to ``[minimum, 1]`` (BAGEL's ``cfg_renorm``):
+    'global' compares each sample's norm over all its values, 'channel'
+    each position's norm over the last dimension."""
+    if mode == 'global':
+        dims = tuple(range(1, cond.ndim))
+        norm = lambda t: t.flatten(1).norm(dim=1).reshape(  # noqa: E731
+            -1, *([1] * len(dims)))
+    else:
+        norm = lambda t: t.norm(dim=-1, keepdim=True)  # noqa: E731
+    scale = (norm(cond) / (norm(guided) + 1e-8)).clamp(min=minimum, max=1.0)
+    return guided * scale
+
+
 @GENERATORS.register_module()
 class FlowMatchingGenerator(nn.Module):
     """Flow-matching loss and sampler over an adapter-supplied denoiser.
@@ -95,7 +112,20 @@ class FlowMatchingGenerator(nn.Module):
         scheduler_config: extra arguments for the diffusers scheduler (a
             SANA folder's ``scheduler/scheduler_config.json``).
         num_inference_steps: sampling steps (OpenUni: 20).
-        guidance_scale: classifier-free guidance scale (OpenUni: 4.5).
+        guidance_scale: classifier-free guidance scale (OpenUni: 4.5), or
+            a sequence of scales for serial guidance (:meth:`sample`).
+        sigma_grid: 'euler' only: the scheduler's own noise levels
+            ('scheduler'), or ``num_inference_steps`` equal steps from
+            ``t = 1`` to 0 before the shift ('uniform', BAGEL's
+            ``linspace(1, 0, num_timesteps)``, which takes
+            ``num_timesteps - 1`` steps).
+        cfg_interval: guidance applies only at steps whose ``t`` lies in
+            ``(low, high]``; elsewhere the conditional prediction alone.
+        cfg_renorm: None, or :func:`renorm`'s 'global' / 'channel' rescaling
+            of the guided prediction, with ``cfg_renorm_min`` its lowest
+            factor (BAGEL: 'global', 0); 'text_channel' rescales per
+            position after the first guidance branch only (BAGEL's
+            editing).
     """
 
     def __init__(self,
@@ -109,7 +139,11 @@ class FlowMatchingGenerator(nn.Module):
                  sampling_shift=1.0,
                  scheduler_config=None,
                  num_inference_steps=20,
-                 guidance_scale=4.5):
+                 guidance_scale=4.5,
+                 sigma_grid='scheduler',
+                 cfg_interval=(0.0, 1.0),
+                 cfg_renorm=None,
+                 cfg_renorm_min=0.0):
         super().__init__()
         if timestep_sampling not in TIMESTEP_SAMPLINGS:
             raise ValueError(f"timestep_sampling='{timestep_sampling}' is not "
@@ -119,6 +153,18 @@ class FlowMatchingGenerator(nn.Module):
                              f'{SCHEDULERS}')
         if shift <= 0 or sampling_shift <= 0:
             raise ValueError('shift and sampling_shift must be > 0')
+        if sigma_grid not in SIGMA_GRIDS:
+            raise ValueError(f"sigma_grid='{sigma_grid}' is not one of "
+                             f'{SIGMA_GRIDS}')
+        if sigma_grid == 'uniform' and scheduler != 'euler':
+            raise ValueError("sigma_grid='uniform' needs scheduler='euler'")
+        if cfg_renorm not in CFG_RENORMS:
+            raise ValueError(f"cfg_renorm='{cfg_renorm}' is not one of "
+                             f'{CFG_RENORMS}')
+        self.sigma_grid = sigma_grid
+        self.cfg_interval = tuple(float(v) for v in cfg_interval)
+        self.cfg_renorm, self.cfg_renorm_min = cfg_renorm, float(
+            cfg_renorm_min)
         self.timestep_sampling = timestep_sampling
         self.logit_mean, self.logit_std = float(logit_mean), float(logit_std)
         self.shift = float(shift)
@@ -128,7 +174,9 @@ class FlowMatchingGenerator(nn.Module):
         self.sampling_shift = float(sampling_shift)
         self._scheduler_config = dict(scheduler_config or {})
         self.num_inference_steps = int(num_inference_steps)
-        self.guidance_scale = float(guidance_scale)
+        self.guidance_scale = tuple(float(g) for g in guidance_scale) \
+            if isinstance(guidance_scale, (list, tuple)) \
+            else float(guidance_scale)
 
     # training ------------------------------------------------------------
     def times(self, values):
@@ -202,7 +250,8 @@ class FlowMatchingGenerator(nn.Module):
 
     @torch.no_grad()
     def sample(self, shape, denoiser, generator=None, noise=None,
-               num_inference_steps=None, guidance_scale=None, **unused):
+               num_inference_steps=None, guidance_scale=None,
+               cfg_renorm='configured', **unused):
         """Latents ``[B, *shape[1:]]`` by integrating from noise.
 
         The denoiser gets each step's ``sigma * num_train_timesteps`` as
@@ -210,7 +259,10 @@ class FlowMatchingGenerator(nn.Module):
         With ``guidance_scale != 1`` the denoiser sees ``2B`` rows, the
         latents twice (conditional rows, then the null rows, the order the
         adapter built its condition in) and the prediction is
-        :func:`guide`'s combination; otherwise ``B`` rows.
+        :func:`guide`'s combination; otherwise ``B`` rows. A sequence of
+        ``k`` scales guides serially by ``k`` null row groups (``(1 + k)
+        B`` rows): ``g = cond``, then ``g = guide(g, null_j, scale_j)``
+        (BAGEL's text-then-image editing guidance).
 
         Args:
             shape: ``(B, C, h, w)`` (any latent shape with the batch first).
@@ -218,29 +270,57 @@ class FlowMatchingGenerator(nn.Module):
             generator: a ``torch.Generator`` for the initial noise (CPU
                 draws, so a seed gives the same images on every device).
             noise: the initial noise itself, instead.
+            cfg_renorm: this call's renorm (``CFG_RENORMS``) instead of the
+                configured one.
         """
         steps = num_inference_steps or self.num_inference_steps
         scale = self.guidance_scale if guidance_scale is None \
-            else float(guidance_scale)
+            else guidance_scale
+        scales = tuple(float(s) for s in scale) \
+            if isinstance(scale, (list, tuple)) else \
+            (() if float(scale) == 1 else (float(scale), ))
         if noise is None:
             noise = torch.randn(tuple(shape), generator=generator)
         x = noise.float()
+        if cfg_renorm == 'configured':
+            cfg_renorm = self.cfg_renorm
+        elif cfg_renorm not in CFG_RENORMS:
+            raise ValueError(f"cfg_renorm='{cfg_renorm}' is not one of "
+                             f'{CFG_RENORMS}')
         scheduler = self.build_scheduler()
-        scheduler.set_timesteps(steps)
+        if self.sigma_grid == 'uniform':
+            # The scheduler shifts them and appends the final 0.
+            scheduler.set_timesteps(sigmas=torch.linspace(
+                1, 0, steps + 1)[:-1].tolist())
+        else:
+            scheduler.set_timesteps(steps)
         x = x * getattr(scheduler, 'init_noise_sigma', 1.0)
+        low, high = self.cfg_interval
         for i, timestep in enumerate(scheduler.timesteps):
-            rows = torch.cat([x, x]) if scale != 1 else x
+            rows = torch.cat([x] * (1 + len(scales)))
             # The step's exact sigma on the training scale: the DPM-Solver
             # rounds its ``timesteps`` to integers, the sigmas it integrates
             # with are not, and training saw ``t * N`` unrounded.
-            sigma = scheduler.sigmas[i].float() * self.num_train_timesteps
-            t = sigma.expand(len(rows))
+            sigma = scheduler.sigmas[i].float()
+            t = (sigma * self.num_train_timesteps).expand(len(rows))
             pred = denoiser(rows, t).float()
-            if scale != 1:
-                cond, uncond = pred.chunk(2)
-                pred = guide(cond, uncond, scale)
+            if scales:
+                cond, *nulls = pred.chunk(1 + len(scales))
+                pred = cond
+                if low < float(sigma) <= high:
+                    pred = self._guide(cond, nulls, scales, cfg_renorm)
             x = scheduler.step(pred, timestep, x).prev_sample.float()
         return x
+
+    def _guide(self, cond, nulls, scales, mode):
+        guided = cond
+        for j, (null, scale) in enumerate(zip(nulls, scales)):
+            guided = guide(guided, null, scale)
+            if j == 0 and mode == 'text_channel':
+                guided = renorm(guided, cond, 'channel', self.cfg_renorm_min)
+        if mode in ('global', 'channel'):
+            guided = renorm(guided, cond, mode, self.cfg_renorm_min)
+        return guided
 
     def extra_repr(self):
         return (f'timestep_sampling={self.timestep_sampling}, '
@@ -250,4 +330,4 @@ class FlowMatchingGenerator(nn.Module):
 
 
 __all__ = ['FlowDraws', 'FlowMatchingGenerator', 'guide', 'interpolate',
-           'shift_times', 'velocity_target']
+           'renorm', 'shift_times', 'velocity_target']

@@ -276,6 +276,13 @@ class BaseUMM(nn.Module):
         return [m for m in self.modules()
                 if isinstance(m, (GradientCheckpointingLayer, Block))]
 
+    def active_parameters(self):
+        """Mixture-of-experts / -transformers models: token kind -> the
+        parameters one token of that kind computes with (what "active
+        parameters" reports). Empty for dense models, whose every token
+        uses all of them."""
+        return {}
+
     def no_decay_modules(self):
         """Modules none of whose parameters take weight decay, besides the
         norms, biases and embeddings the optimizer constructor always
@@ -357,6 +364,18 @@ class BaseUMM(nn.Module):
         """Write the model in its native layout; the folder appears complete
         or not at all."""
         raise NotImplementedError
+
+    def edit(self, und_pixels, instructions, generator=None,
+             source_pixels=None, **sampling):
+        """Images plus edit instructions -> edited images in [-1, 1]. By
+        default RecA's image-conditioned prompt: the understanding
+        embeddings and the instruction condition generation;
+        ``source_pixels`` (the image at the generation size) is for families
+        whose editing puts more of the source in the context (BAGEL: its
+        clean VAE latents) and guides by several branches."""
+        condition = self.image_condition(
+            self.encode_understanding(und_pixels), list(instructions))
+        return self.generate(condition, generator=generator, **sampling)
 
     def reconstruct(self, und_pixels, instruction, generator=None,
                     **sampling):
