@@ -64,6 +64,12 @@ def test_metric_pools_objects_over_scenes_and_is_registered():
     assert result['object_f1'] == pytest.approx(0.8)
     assert result['held_out_recall'] == pytest.approx(1 / 2)
     assert result['train_recall'] == pytest.approx(3 / 4)
+    # A model that names nothing scores 0, not NaN.
+    silent = DescriptionAccuracyMetric()
+    silent.process({}, [dict(pred_text='', description=TRUTH)])
+    assert silent.compute_metrics(silent.results) == dict(
+        accuracy=0.0, object_precision=0.0, object_recall=0.0,
+        object_f1=0.0, held_out_recall=0.0, train_recall=0.0)
     with pytest.raises(KeyError, match=r"result 0 has no \['pred_text'\]"):
         metric.process({}, [dict(description=TRUTH)])
 

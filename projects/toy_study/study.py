@@ -59,7 +59,7 @@ TAGS = ('single_object', 'two_object', 'counting', 'colors', 'position',
         'color_attr', 'overall')
 # Held-out scenes for understanding: a stream no run trains on (training
 # uses seeds 0-3), every colour-shape pair; the probe's scenes.
-UNDERSTANDING_SCENES = dict(num_scenes=256, seed=99, include_held_out=True)
+UNDERSTANDING_SCENES = dict(num_scenes=128, seed=99, include_held_out=True)
 UNDERSTANDING_KEYS = ('accuracy', 'object_f1', 'held_out_recall',
                       'train_recall')
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447,

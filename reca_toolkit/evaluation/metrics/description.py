@@ -24,7 +24,7 @@ import torch
 from mmengine.evaluator import BaseMetric
 
 from reca_toolkit.datasets.shapes import HELD_OUT_PAIRS, PALETTE, SHAPES
-from reca_toolkit.models.umm.base import run_backbone, token_condition
+from reca_toolkit.models.umm.base import token_condition
 from reca_toolkit.registry import METRICS
 
 _OBJECT = re.compile(
@@ -82,7 +82,7 @@ class DescriptionAccuracyMetric(BaseMetric):
       with its colour, shape and place, nothing more) -- the number to
       watch, e.g. ``CollapseMonitorHook(quality_key='describe/accuracy')``;
     - ``object_precision``, ``object_recall``, ``object_f1``: over objects
-      pooled across scenes;
+      pooled across scenes (precision 0 where nothing is named);
     - ``held_out_recall``, ``train_recall``: object recall for the
       ``held_out`` colour-shape pairs (which sparse captions never name in
       the toys) and for the others; NaN where there are none.
@@ -115,12 +115,14 @@ class DescriptionAccuracyMetric(BaseMetric):
         for result in results:
             total.update(result)
 
-        def ratio(a, b):
-            return total[a] / total[b] if total[b] else float('nan')
+        def ratio(a, b, empty=float('nan')):
+            return total[a] / total[b] if total[b] else empty
 
-        precision, recall = ratio('tp', 'pred'), ratio('tp', 'true')
+        # Naming nothing is precision 0, as scikit-learn's zero_division=0.
+        precision = ratio('tp', 'pred', empty=0.0)
+        recall = ratio('tp', 'true')
         f1 = (2 * precision * recall / (precision + recall)
-              if precision + recall else 0.0)
+              if total['tp'] else 0.0)
         return dict(accuracy=total['exact'] / len(results),
                     object_precision=precision, object_recall=recall,
                     object_f1=f1,
@@ -136,8 +138,7 @@ def describe_images(umm, und_pixels, question='Describe this image in '
     The prompt is the family's own image-to-text format, the one its
     ``understanding_loss`` trains on (``conversation_tokens`` up to where the
     answer's labels start); decoding stops at the token that ends an answer
-    there (Harmon ``<|im_end|>``, Janus EOS). The prompt is re-run each step
-    (no cache): descriptions are short and the models this scores tiny.
+    there (Harmon ``<|im_end|>``, Janus EOS), with the backbone's KV cache.
     """
     embeds = umm.encode_understanding(und_pixels)
     ids, labels = umm.conversation_tokens([(question, '')], embeds.shape[1])
@@ -150,18 +151,25 @@ def describe_images(umm, und_pixels, question='Describe this image in '
     embedding = umm.backbone.get_input_embeddings()
     condition = token_condition([prompt] * len(embeds), embedding, stop,
                                 embeds)
-    tokens = torch.empty(len(embeds), 0, dtype=torch.long,
-                         device=embeds.device)
+    mask, position = condition.mask, condition.position_ids[:, -1:]
+    out = umm.backbone(inputs_embeds=condition.embeds, attention_mask=mask,
+                       position_ids=condition.position_ids, use_cache=True)
+    steps = []
     done = torch.zeros(len(embeds), dtype=torch.bool, device=embeds.device)
     for _ in range(max_new_tokens):
-        hidden = run_backbone(umm.backbone, condition, embedding(tokens),
-                              use_cache=False).last_hidden_state[:, -1]
-        step = umm.lm_head(hidden).argmax(-1)
+        step = umm.lm_head(out.last_hidden_state[:, -1]).argmax(-1)
         step = torch.where(done, torch.full_like(step, stop), step)
-        tokens = torch.cat([tokens, step[:, None]], dim=1)
+        steps.append(step)
         done |= step == stop
         if done.all():
             break
+        mask = torch.cat([mask, mask.new_ones(len(mask), 1)], dim=1)
+        position = position + 1
+        out = umm.backbone(inputs_embeds=embedding(step[:, None]),
+                           attention_mask=mask, position_ids=position,
+                           past_key_values=out.past_key_values,
+                           use_cache=True)
+    tokens = torch.stack(steps, dim=1)
     texts = []
     for row in tokens.tolist():
         row = row[:row.index(stop)] if stop in row else row
