@@ -229,7 +229,8 @@ def _tabulate(label, columns, keys, pairs):
     if pairs:
         lines += ['', 'Paired differences (same seeds):', '',
                   f'| {label} | '
-                  + ' | '.join(f'{a} − {r}' for a, r in pairs) + ' |', '|' + '---|' * (len(pairs) + 1)]
+                  + ' | '.join(f'{a} − {r}' for a, r in pairs) + ' |',
+                  '|' + '---|' * (len(pairs) + 1)]
         for key in keys:
             cells = []
             for arm, ref in pairs:
