@@ -24,7 +24,7 @@ import torch
 from mmengine.evaluator import BaseMetric
 
 from reca_toolkit.datasets.shapes import HELD_OUT_PAIRS, PALETTE, SHAPES
-from reca_toolkit.models.umm.base import token_condition
+from reca_toolkit.models.umm.base import run_backbone, token_condition
 from reca_toolkit.registry import METRICS
 
 _OBJECT = re.compile(
@@ -151,9 +151,8 @@ def describe_images(umm, und_pixels, question='Describe this image in '
     embedding = umm.backbone.get_input_embeddings()
     condition = token_condition([prompt] * len(embeds), embedding, stop,
                                 embeds)
+    out = run_backbone(umm.backbone, condition, use_cache=True)
     mask, position = condition.mask, condition.position_ids[:, -1:]
-    out = umm.backbone(inputs_embeds=condition.embeds, attention_mask=mask,
-                       position_ids=condition.position_ids, use_cache=True)
     steps = []
     done = torch.zeros(len(embeds), dtype=torch.bool, device=embeds.device)
     for _ in range(max_new_tokens):
@@ -167,8 +166,7 @@ def describe_images(umm, und_pixels, question='Describe this image in '
         position = position + 1
         out = umm.backbone(inputs_embeds=embedding(step[:, None]),
                            attention_mask=mask, position_ids=position,
-                           past_key_values=out.past_key_values,
-                           use_cache=True)
+                           cache=out.cache, use_cache=True)
     tokens = torch.stack(steps, dim=1)
     texts = []
     for row in tokens.tolist():
