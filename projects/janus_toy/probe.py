@@ -2,12 +2,11 @@
 
     python projects/janus_toy/probe.py configs/reca/janus_toy.py \\
         [CHECKPOINT ...] [--num-scenes 512] [--cfg-options KEY=VALUE ...]
-    python projects/janus_toy/probe.py projects/harmon_toy/configs/reca.py ...
 
-Over fresh scenes (``GenEvalShapesScenes`` seed 99, every colour-shape
-pair), it reports how often the generation head's top object code is the
-true one at slots that hold an object (which object, given that one is
-drawn there), under four conditions:
+Teacher-forced over fresh scenes (``GenEvalShapesScenes`` seed 99, every
+colour-shape pair), it reports how often the generation head's top object
+code is the true one at slots that hold an object (which object, given
+that one is drawn there), under four conditions:
 
 - ``text``: the scene's full caption (every colour named, held-out pairs
   included: what GenEval-Shapes prompts ask for);
@@ -19,12 +18,6 @@ drawn there), under four conditions:
 Slots of :data:`HELD_OUT_PAIRS` objects and of training pairs are counted
 apart: the held-out ``text`` column is what ``color_attr`` needs. ``text``
 minus ``text wrong`` is how much generation reads the prompt.
-
-The top code is the generator's own: for the Janus toy's autoregressive
-head, teacher-forced on the true codes, the highest logit; for the Harmon
-toy's MAR, with every token masked (its sampler's first step), the object
-whose latent the diffusion head denoises best at the slot (the lowest
-diffusion loss over fixed timesteps and noise).
 The config's own model (its ``pretrained`` weights) is probed first, as
 the baseline.
 """
@@ -34,13 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from PIL import Image
 
 from reca_toolkit.datasets.shapes import HELD_OUT_PAIRS, caption, render
 from reca_toolkit.datasets.transforms import ImageViews
 from reca_toolkit.engine.inference import load_model
-from reca_toolkit.models.generators import MaskedAutoregressiveGenerator
 from reca_toolkit.models.umm.base import run_backbone
 
 # Run as a script, this file and the configs' custom_imports import
@@ -76,21 +68,11 @@ def scene_batch(num_scenes, und_size, gen_size=64):
     return captions, pixels(und), pixels(gen), torch.tensor(np.stack(kinds))
 
 
-def slot_codes(umm, gen):
-    """The true patch code of each slot of ``gen`` (the generation view):
-    the Janus toy's tokenizer gives them, the Harmon toy's table holds
-    them."""
-    tokenizer = umm.gen_tokenizer
-    return getattr(tokenizer, 'lookup', tokenizer).encode(gen)
-
-
 @torch.no_grad()
 def top_codes(umm, condition, codes):
     """The generation head's top object code (code 0, the empty slot,
-    left out) at each position."""
+    left out) at each position, teacher-forced."""
     generator = umm.generator
-    if isinstance(generator, MaskedAutoregressiveGenerator):
-        return masked_top_codes(umm, condition, codes)
     # As in the generator's loss: the prompt's last state predicts the first
     # code, the state of code i predicts code i + 1.
     tail = generator.embed(codes[:, :-1], condition.embeds.dtype)
@@ -103,36 +85,9 @@ def top_codes(umm, condition, codes):
 
 
 @torch.no_grad()
-def masked_top_codes(umm, condition, codes, num_timesteps=8):
-    """MAR: every token masked, the decoder's state at each slot conditions
-    the diffusion head; the object code whose latent it denoises best
-    (diffusion loss summed over ``num_timesteps`` spread timesteps, fixed
-    noise) is the top code. The states come through the adapter's
-    ``_through_llm``: the seam has no public way to them."""
-    mar, points = umm.generator, umm.gen_tokenizer.points
-    rows, num = codes.shape
-    grid = umm.gen_tokenizer.grid(umm.image_size)
-    mask = torch.ones(rows, num, dtype=torch.bool)
-    states = mar._run(points.new_zeros(rows, num, points.shape[1]), mask,
-                      grid, umm._through_llm(condition)).flatten(0, 1)
-    steps = mar.diffloss.diffusion.num_timesteps
-    timesteps = torch.linspace(0, steps - 1, num_timesteps).long()
-    noise = torch.randn(num_timesteps, points.shape[1],
-                        generator=torch.Generator().manual_seed(0))
-    losses = []
-    for point in points[1:]:
-        losses.append(sum(
-            mar.diffloss.loss(point.expand(len(states), -1), states,
-                              t.expand(len(states)),
-                              eps.expand(len(states), -1))
-            for t, eps in zip(timesteps, noise)))
-    return torch.stack(losses, -1).argmin(-1).view(rows, num) + 1
-
-
-@torch.no_grad()
 def probe(umm, captions, und, gen, kinds, instruction, batch_size=64):
     """Object-slot accuracy per condition, held-out and training pairs."""
-    codes = slot_codes(umm, gen)
+    codes = umm.gen_tokenizer.encode(gen)
     embeds = umm.encode_understanding(und)
     wrong = torch.roll(torch.arange(len(captions)), 1)
     hits = {c: [] for c in CONDITIONS}
@@ -165,15 +120,12 @@ def main():
     parser.add_argument('config')
     parser.add_argument('checkpoints', nargs='*')
     parser.add_argument('--num-scenes', type=int, default=512)
-    parser.add_argument('--und-size', type=int,
-                        help="understanding view in px; default: the RecA "
-                        "config's (Janus toy 32, Harmon toy 64)")
+    parser.add_argument('--und-size', type=int, default=32,
+                        help='understanding view in px (the RecA default)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     args = parser.parse_args()
-    und_size = args.und_size or Config.fromfile(args.config).train_dataloader\
-        .dataset.sources.recon.pipeline[1].und_size
-    captions, und, gen, kinds = scene_batch(args.num_scenes, und_size)
+    captions, und, gen, kinds = scene_batch(args.num_scenes, args.und_size)
     columns = [(c, p) for c in CONDITIONS for p in ('train', 'held-out')]
     print('| checkpoint | ' + ' | '.join(f'{c} ({p})' for c, p in columns)
           + ' |')
