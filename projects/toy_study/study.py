@@ -44,6 +44,13 @@ TOYS = {
                    control='projects/harmon_toy/configs/control.py',
                    replay='projects/harmon_toy/configs/reca_replay.py'),
 }
+# Toys scored after training, prompts in batches (:func:`geneval`), not by
+# the run's own validation: RecAModel samples each prompt alone, and MAR at
+# the Harmon toy's 500 diffusion steps takes 2 s a prompt alone, 0.4 s in a
+# batch of 20. Their runs train without validation.
+BATCHED_TOYS = ('harmon', )
+NO_VALIDATION = ['val_dataloader=None', 'val_evaluator=None', 'val_cfg=None',
+                 'custom_hooks=[]']
 # Toys whose understanding view can be narrower than the generation view.
 # Harmon's understanding runs the MAR encoder on the generation latents, so
 # its view is the generation view.
@@ -106,12 +113,13 @@ def result_file(out, arm, seed):
 def run_one(out, toy, arm, seed, extra):
     work_dir = out / arm / f'seed_{seed}'
     config, options = arms(toy)[arm]
+    batched = toy in BATCHED_TOYS
     if result_file(out, arm, seed):
         message = f'{arm} seed {seed}: done before'
     else:
         options = options + [f'randomness.seed={seed}',
                              f'val_dataloader.dataset.seed={1000 * seed}'
-                             ] + extra
+                             ] + extra + (NO_VALIDATION if batched else [])
         command = [sys.executable, 'tools/train.py', config, '--work-dir',
                    str(work_dir), '--cfg-options', *options]
         env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
@@ -126,34 +134,72 @@ def run_one(out, toy, arm, seed, extra):
         message = f'{arm} seed {seed}: finished'
     checkpoints = sorted(work_dir.glob('iter_*.pth'),
                          key=lambda p: int(p.stem.split('_')[1]))
+    if checkpoints and batched and not result_file(out, arm, seed):
+        # The "before" of this seed is the pretrained model's, once.
+        before = cached(out / f'geneval_before_seed_{seed}.json', geneval,
+                        config, None, seed, extra)
+        after = geneval(config, checkpoints[-1], seed, extra)
+        (work_dir / 'batched').mkdir(exist_ok=True)
+        (work_dir / 'batched' / 'before_after.json').write_text(json.dumps(
+            dict(before=before, after=after, before_iter=0,
+                 after_iter=int(checkpoints[-1].stem.split('_')[1])),
+            indent=1))
     if checkpoints:
-        score_understanding(work_dir / 'understanding.json', config,
-                            checkpoints[-1], extra)
+        cached(work_dir / 'understanding.json', understanding, config,
+               checkpoints[-1], extra)
     return message
 
 
-def understanding(config, checkpoint=None, cfg_options=None,
-                  batch_size=64):
-    """``DescriptionAccuracyMetric`` of the model of ``config`` (and
-    ``checkpoint``) describing :data:`UNDERSTANDING_SCENES`."""
+def load(config, checkpoint=None, cfg_options=()):
+    """The model of ``config`` (``--cfg-options`` strings applied) with
+    ``checkpoint``'s weights, and its config; one CPU thread."""
     import torch
     from mmengine.config import DictAction
-    from PIL import Image
 
-    from projects.janus_toy.janus_toy import GenEvalShapesScenes
-    from reca_toolkit.datasets.transforms import ImageViews
     from reca_toolkit.engine.inference import load_model
-    from reca_toolkit.evaluation.metrics.description import (
-        DescriptionAccuracyMetric, describe_images)
+    torch.set_num_threads(1)
     options = None
     if cfg_options:
         parser = argparse.ArgumentParser()
         parser.add_argument('--cfg-options', nargs='+', action=DictAction)
         options = parser.parse_args(['--cfg-options',
                                      *cfg_options]).cfg_options
-    model, cfg = load_model(str(REPO / config),
-                            checkpoint and str(checkpoint),
-                            cfg_options=options)
+    return load_model(str(REPO / config), checkpoint and str(checkpoint),
+                      cfg_options=options)
+
+
+def geneval(config, checkpoint, seed, cfg_options=(), batch_size=20):
+    """The config's GenEval-Shapes validation (its ``val_dataloader``
+    prompts and ``val_evaluator``) of the model with ``checkpoint``, prompts
+    sampled ``batch_size`` at a time: batch ``b`` shares one generator
+    seeded ``1000 * seed + b``. Metric names as a run's validation gives
+    them (``geneval_shapes/overall``, ...)."""
+    from reca_toolkit.registry import DATASETS, METRICS
+    model, cfg = load(config, checkpoint, cfg_options)
+    prompts = DATASETS.build(dict(cfg.val_dataloader.dataset,
+                                  seed=1000 * seed))
+    metric = METRICS.build(cfg.val_evaluator)
+    for batch, start in enumerate(range(0, len(prompts), batch_size)):
+        rows = [prompts[i] for i in
+                range(start, min(start + batch_size, len(prompts)))]
+        images = model.generate([r['prompt'] for r in rows],
+                                seed=1000 * seed + batch)
+        metric.process({}, [dict(r, pred=image)
+                            for r, image in zip(rows, images)])
+    return metric.evaluate(len(prompts))
+
+
+def understanding(config, checkpoint=None, cfg_options=(), batch_size=64):
+    """``DescriptionAccuracyMetric`` of the model of ``config`` (and
+    ``checkpoint``) describing :data:`UNDERSTANDING_SCENES`."""
+    import torch
+    from PIL import Image
+
+    from projects.janus_toy.janus_toy import GenEvalShapesScenes
+    from reca_toolkit.datasets.transforms import ImageViews
+    from reca_toolkit.evaluation.metrics.description import (
+        DescriptionAccuracyMetric, describe_images)
+    model, cfg = load(config, checkpoint, cfg_options)
     scenes = GenEvalShapesScenes(**UNDERSTANDING_SCENES)
     # The understanding view image-to-text trained on (the i2t source's).
     size = cfg.train_dataloader.dataset.sources.i2t.pipeline[1].und_size
@@ -173,14 +219,11 @@ def understanding(config, checkpoint=None, cfg_options=None,
     return metric.compute_metrics(metric.results)
 
 
-def score_understanding(path, config, checkpoint=None, extra=()):
-    if path.is_file():
-        return json.loads(path.read_text())
-    import torch
-    torch.set_num_threads(1)
-    result = understanding(config, checkpoint, list(extra))
-    path.write_text(json.dumps(result, indent=1))
-    return result
+def cached(path, score, *args):
+    """``score(*args)``, kept in ``path``: a finished score is not redone."""
+    if not path.is_file():
+        path.write_text(json.dumps(score(*args), indent=1))
+    return json.loads(path.read_text())
 
 
 def mean_ci(values):
@@ -289,8 +332,8 @@ def main():
     out = args.out.resolve()
     if args.action == 'run':
         out.mkdir(parents=True, exist_ok=True)
-        score_understanding(out / 'understanding_before.json',
-                            TOYS[args.toy]['reca'], None, args.cfg_options)
+        cached(out / 'understanding_before.json', understanding,
+               TOYS[args.toy]['reca'], None, args.cfg_options)
         runs = [(arm, seed) for seed in args.seeds for arm in args.arms]
         with ThreadPoolExecutor(args.jobs) as pool:
             for message in pool.map(
