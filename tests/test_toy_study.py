@@ -117,3 +117,12 @@ def test_probe_shows_the_pretrained_model_reads_its_prompt():
     # Pretrained on captions only: it draws the object a caption names far
     # more often than the object another scene's caption names.
     assert result[('text', 'train')] > result[('text wrong', 'train')] + 0.2
+
+
+def test_batched_geneval_is_the_validation_metric_and_deterministic():
+    options = ['val_dataloader.dataset.num_prompts=6']
+    first = study.geneval(study.TOYS['harmon']['reca'], None, 0, options)
+    again = study.geneval(study.TOYS['harmon']['reca'], None, 0, options)
+    assert first == again
+    assert {f'geneval_shapes/{t}' for t in study.TAGS} <= set(first)
+    assert all(0 <= first[f'geneval_shapes/{t}'] <= 1 for t in study.TAGS)

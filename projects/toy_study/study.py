@@ -13,7 +13,11 @@ the arms mean the same on every toy. Each run is ``tools/train.py`` with
 ``randomness.seed`` and the GenEval-Shapes sampling seed set from the study
 seed, one CPU thread each; it writes
 ``<out>/<arm>/seed_<s>/<timestamp>/before_after.json``
-(``BeforeAfterValHook``). The run's final checkpoint then describes
+(``BeforeAfterValHook``). Toys in :data:`BATCHED_TOYS` train without
+validation and are scored after training, the pretrained model and the
+final checkpoint, by :func:`geneval` (the same prompts and metric, prompts
+in batches), into ``<out>/<arm>/seed_<s>/batched/before_after.json``.
+The run's final checkpoint then describes
 :data:`UNDERSTANDING_SCENES` (image-to-text, greedy), scored by
 ``DescriptionAccuracyMetric`` into ``<out>/<arm>/seed_<s>/understanding.json``;
 the pretrained checkpoint's score is ``<out>/understanding_before.json``.
