@@ -78,13 +78,13 @@ def test_checkpoint_describes_scenes(umm):
 
 def test_checkpoint_samples_scenes_not_noise(umm):
     prompts = [f'a photo of a {shape}'
-               for shape in ('circle', 'square', 'triangle')] * 4
+               for shape in ('circle', 'square', 'triangle')] * 2
     codes = {}
     for steps in (500, 25):
         images = umm.generate(umm.text_condition(prompts),
                               generator=torch.Generator().manual_seed(0),
                               num_sampling_steps=steps)
-        assert images.shape == (12, 3, 64, 64)
+        assert images.shape == (6, 3, 64, 64)
         codes[steps] = umm.gen_tokenizer.lookup.encode(images)
     objects = {steps: float((c > 0).sum(1).float().mean())
                for steps, c in codes.items()}
