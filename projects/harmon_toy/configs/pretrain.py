@@ -1,6 +1,6 @@
 # The tiny Harmon (docs/toy_study.md): the real pieces of HarmonUMM --
 # transformers Qwen2, the MAR encoder and decoder with their per-token
-# diffusion head, Harmon's projections and chat template -- at 1.6M trained
+# diffusion head, Harmon's projections and chat template -- at 1.96M trained
 # parameters, from random initialisation, on the Janus toy's scenes and text:
 # text-to-image on SPARSE captions plus image-to-text on DENSE descriptions,
 # the held-out colour-shape pairs never named in a caption. Like the real
