@@ -1,4 +1,4 @@
-"""The toy study's driver and probe (projects/janus_toy)."""
+"""The toy study's driver (projects/toy_study) and the Janus toy's probe."""
 import argparse
 import json
 
@@ -6,12 +6,13 @@ import pytest
 from mmengine.config import DictAction
 
 from conftest import REPO
-from projects.janus_toy import probe, study
+from projects.janus_toy import probe
+from projects.toy_study import study
 from reca_toolkit.engine.launch import load_config
 
 
-def arm_config(arm):
-    config, options = study.ARMS[arm]
+def arm_config(toy, arm):
+    config, options = study.arms(toy)[arm]
     parser = argparse.ArgumentParser()
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     parsed = parser.parse_args(['--cfg-options', *options] if options
@@ -19,9 +20,12 @@ def arm_config(arm):
     return load_config(str(REPO / config), parsed, check_resources=False)
 
 
-@pytest.mark.parametrize('arm', sorted(study.ARMS))
-def test_every_arm_sets_what_it_says(arm):
-    cfg = arm_config(arm)
+@pytest.mark.parametrize('toy, arm', [(toy, arm) for toy in study.TOYS
+                                      for arm in sorted(study.arms(toy))])
+def test_every_arm_sets_what_it_says(toy, arm):
+    cfg = arm_config(toy, arm)
+    assert cfg.model.umm.type == dict(janus='JanusProUMM',
+                                      harmon='HarmonUMM')[toy]
     objectives = set(cfg.model.objectives)
     sources = cfg.train_dataloader.dataset.sources
     ratios = cfg.train_dataloader.sampler.ratios
@@ -42,8 +46,10 @@ def test_every_arm_sets_what_it_says(arm):
     if arm in expected:
         assert (objectives, dict(ratios)) == expected[arm]
     if 'recon' in sources:
+        # Harmon's understanding reads the 64 px generation view.
         und = sources.recon.pipeline[1].und_size
-        assert und == dict(und64=64, und16=16).get(arm, 32)
+        assert und == (64 if toy == 'harmon' else
+                       dict(und64=64, und16=16).get(arm, 32))
         generic = cfg.model.objectives.recon.get('generic_prob')
         assert generic == (1.0 if arm == 'pool1' else None)
     if 't2i' in sources:
@@ -79,6 +85,25 @@ def test_table_gives_mean_and_t_interval_over_seeds(tmp_path):
     assert overall[1] == '| overall | +0.200 ± 1.271 | -0.100 ± 0.000 |'
 
 
+def test_table_adds_understanding_before_and_after(tmp_path):
+    keys = study.UNDERSTANDING_KEYS
+    for arm, seed, value in (('reca', 0, 0.2), ('reca', 1, 0.4),
+                             ('control', 0, 0.6), ('control', 1, 0.6)):
+        write_result(tmp_path, arm, seed, 0.5)
+        (tmp_path / arm / f'seed_{seed}' / 'understanding.json').write_text(
+            json.dumps({k: value for k in keys}))
+    text = study.table(tmp_path, ['reca', 'control'], [0, 1])
+    assert 'Description accuracy' not in text  # no "before" yet
+    (tmp_path / 'understanding_before.json').write_text(
+        json.dumps({k: 0.7 for k in keys}))
+    text = study.table(tmp_path, ['reca', 'control'], [0, 1])
+    lines = [line for line in text.splitlines()
+             if line.startswith('| accuracy')]
+    assert lines[0] == ('| accuracy | 0.700 ± 0.000 | 0.300 ± 1.271 | '
+                        '0.600 ± 0.000 |')
+    assert lines[1] == '| accuracy | -0.300 ± 1.271 | -0.100 ± 0.000 |'
+
+
 def test_probe_shows_the_pretrained_model_reads_its_prompt():
     from reca_toolkit.engine.inference import load_model
     model, _ = load_model(str(REPO / 'configs/reca/janus_toy.py'))
@@ -92,3 +117,12 @@ def test_probe_shows_the_pretrained_model_reads_its_prompt():
     # Pretrained on captions only: it draws the object a caption names far
     # more often than the object another scene's caption names.
     assert result[('text', 'train')] > result[('text wrong', 'train')] + 0.2
+
+
+def test_batched_geneval_is_the_validation_metric_and_deterministic():
+    options = ['val_dataloader.dataset.num_prompts=6']
+    first = study.geneval(study.TOYS['harmon']['reca'], None, 0, options)
+    again = study.geneval(study.TOYS['harmon']['reca'], None, 0, options)
+    assert first == again
+    assert {f'geneval_shapes/{t}' for t in study.TAGS} <= set(first)
+    assert all(0 <= first[f'geneval_shapes/{t}'] <= 1 for t in study.TAGS)

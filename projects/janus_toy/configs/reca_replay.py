@@ -4,7 +4,7 @@
 # that lets RecA overwrite text conditioning (docs/toy_study.md), so this
 # asks whether reconstruction adds anything when text-to-image is kept.
 # Its equal-compute control is control.py with the same batch of 48
-# (t2i:i2t 2:1); projects/janus_toy/study.py runs both.
+# (t2i:i2t 2:1); projects/toy_study/study.py runs both.
 _base_ = ['../../../configs/reca/janus_toy.py']
 
 model = dict(objectives=dict(t2i=dict(type='TextToImage', null_prob=0.1)))
