@@ -169,6 +169,7 @@ CASES = {
     },
     'METRICS': {
         'ReconstructionMetric': ({}, {}),
+        'DescriptionAccuracyMetric': ({}, {}),
         'GenEvalMetric': (dict(detector=dict(type='PaletteShapeDetector')),
                           {}),
         # Need prompt files or a judge: test_eval_dpg.py, test_eval_judges.py
