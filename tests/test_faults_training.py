@@ -200,6 +200,20 @@ def test_slurm_train_outside_a_batch_job_says_how_to_continue(fake_slurm):
     assert 'run the same command with --resume' in proc.stderr
 
 
+def test_back_to_back_runs_in_one_second_log_into_their_own_files(
+        tmp_path, monkeypatch):
+    """MMEngine names a run's logger by config and second and reuses an
+    existing one: without a name of its own, the second run of a config in
+    one process and second would log into the first run's file."""
+    monkeypatch.setattr(time, 'strftime', lambda *_: '20261201_000000')
+    for name in ('first', 'second'):
+        train(CONFIG, work_dir=str(tmp_path / name), cfg_options=options(
+            *SHORT, 'train_cfg.max_iters=1',
+            'default_hooks.checkpoint.interval=0'))
+    for name in ('first', 'second'):
+        assert log_text(tmp_path / name).count('Iter(train) [1/1]') == 1
+
+
 # --------------------------------------------------------------------------
 # NaN and inf
 # --------------------------------------------------------------------------

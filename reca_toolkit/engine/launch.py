@@ -3,6 +3,7 @@
 Configs are Python files and are executed when loaded: only run configs
 you trust, as with any MMEngine project.
 """
+import collections
 import contextlib
 import copy
 import os
@@ -82,10 +83,23 @@ def distributed(cfg, launcher):
             dist.destroy_process_group()
 
 
+_RUNS = collections.Counter()  # runners built in this process, by config
+
+
 def build_runner(cfg):
+    """The config's runner. MMEngine names a run's logger and visualizer
+    ``<config>_<second>`` and hands a later run with the same name the
+    earlier one's instances, whose files are the earlier run's: a second run
+    of a config in the same process (back-to-back runs of a study, the test
+    suite) is named ``<config>_<n>`` unless it has an ``experiment_name``."""
     from mmengine.runner import Runner
 
     from reca_toolkit.registry import RUNNERS
+    if cfg.get('experiment_name') is None:
+        stem = osp.splitext(osp.basename(cfg.filename or 'run'))[0]
+        _RUNS[stem] += 1
+        if _RUNS[stem] > 1:
+            cfg.experiment_name = f'{stem}_{_RUNS[stem]}'
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
