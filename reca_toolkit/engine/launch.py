@@ -73,11 +73,16 @@ def _cpu_strategy(strategy):
 @contextlib.contextmanager
 def distributed(cfg, launcher):
     """:func:`setup_distributed`, and the process group torn down when the
-    run ends: a group left to interpreter exit can abort a rank ("terminate
-    called without an active exception") after training has finished."""
+    run ends: a group left to interpreter exit, or closed by one rank while
+    another still talks to it (rank 0 writing the last checkpoint), can
+    abort a rank ("terminate called without an active exception") after
+    training has finished; a run that ends normally meets at a barrier
+    first."""
     setup_distributed(cfg, launcher)
     try:
         yield
+        if dist.is_initialized():
+            dist.barrier()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
