@@ -10,26 +10,9 @@ _base_ = [
     '../_base_/models/harmon_tiny.py',
     '../_base_/datasets/shapes_demo.py',
     '../_base_/default_runtime.py',
+    '../_base_/schedules/demo_300_adamw.py',
 ]
 image_size = 32
-
-max_iters = 300
-optim_wrapper = dict(
-    type='OptimWrapper',
-    constructor='DecayGroupsOptimWrapperConstructor',
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.95),
-                   weight_decay=0.02),
-    clip_grad=dict(max_norm=1.0),
-)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0,
-         end=30),
-    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=30,
-         end=max_iters),
-]
-# val_begin keeps shortened runs (tests, smoke checks) from validating.
-train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=max_iters,
-                 val_begin=100, val_interval=100)
 
 _views = [dict(type='LoadImage'),
           dict(type='ImageViews', und_size=image_size, gen_size=image_size)]
