@@ -4,7 +4,8 @@ One spawn runs, in each of two processes: DDP for 4 iterations, FSDP for 4
 iterations (checkpoint at 2), and an FSDP resume from iteration 2. Each fix
 of ``reca_toolkit/engine/fsdp.py`` has a regression check: the global
 gradient norm (fix 1), the optimizer resume (fixes 2, 3 and 5), the
-iteration a checkpoint records (fix 4); and weight decay chosen by module,
+iteration a checkpoint records (fix 4); hybrid sharding over one shard
+group of 2 and over two of 1 (fix 6); and weight decay chosen by module,
 not by the shards' shape (``engine/optim_constructor.py``). The schedule
 warms up over the 4 iterations, so a resume that restarts it ends on other
 weights.
@@ -55,13 +56,21 @@ class Recorder(Hook):
             decay_numel=sum(p.numel() for p in decay['params']))))
 
 
-def _run(config, out, rank, resume_from=None):
+# (replicas, shards) -> strategy options of a hybrid-sharded run
+HYBRID = {(1, 2): {'strategy.num_shards': 2,
+                   'strategy.model_wrapper.sharding_strategy': 'HYBRID_SHARD'},
+          (2, 1): {'strategy.num_shards': 1,
+                   'strategy.model_wrapper.sharding_strategy': 'HYBRID_SHARD'}}
+
+
+def _run(config, out, rank, resume_from=None, options=None):
     from reca_toolkit.engine.launch import (build_runner, load_config,
                                             setup_distributed)
     out.mkdir(exist_ok=True)
     cfg = load_config(config, {'train_cfg.max_iters': ITERS,
                                'custom_hooks': [],
-                               'default_hooks.checkpoint.interval': 2},
+                               'default_hooks.checkpoint.interval': 2,
+                               **(options or {})},
                       str(out))
     cfg.experiment_name = f'{out.name}_{rank}'
     if resume_from is not None:
@@ -87,6 +96,9 @@ def _workers(rank, port, out):
                          meta=dict(epoch=0, iter=2), by_epoch=False)
     _run(FSDP_CONFIG, out / 'resumed', rank,
          resume_from=out / 'fsdp' / 'iter_2.pth')
+    for (replicas, shards), options in HYBRID.items():
+        _run(FSDP_CONFIG, out / f'hybrid_{replicas}x{shards}', rank,
+             options=options)
 
 
 @pytest.fixture(scope='module')
@@ -106,7 +118,9 @@ def spawned(tmp_path_factory):
         return dict(steps=mean, decay_numel=[r['decay_numel']
                                              for r in ranks])
 
-    return out, {name: read(name) for name in ('ddp', 'fsdp', 'resumed')}
+    names = ['ddp', 'fsdp', 'resumed'] + [f'hybrid_{r}x{s}'
+                                          for r, s in HYBRID]
+    return out, {name: read(name) for name in names}
 
 
 def test_fsdp_losses_and_grad_norm_equal_ddp(spawned):
@@ -152,6 +166,40 @@ def test_fsdp_resume_continues_the_run_exactly(spawned):
     assert again['message_hub']['runtime_info']['data_seed'] == 42
 
 
+@pytest.mark.parametrize('mesh', ['1x2', '2x1'])
+def test_hybrid_shard_trains_as_ddp(spawned, mesh):
+    # 2x1 is fix 6: torch's own HYBRID_SHARD over one-process shard groups
+    # never all-reduces the replicas, whose grad norms then differ.
+    out, runs = spawned
+    hybrid = runs[f'hybrid_{mesh}']['steps']
+    for ddp, step in zip(runs['ddp']['steps'], hybrid, strict=True):
+        for key, value in ddp.items():
+            assert step[key] == pytest.approx(value, abs=1e-4), key
+    ranks = [json.loads((out / f'hybrid_{mesh}' / f'steps_{r}.json')
+                        .read_text())['steps'] for r in range(2)]
+    assert [s['grad_norm'] for s in ranks[0]] == pytest.approx(
+        [s['grad_norm'] for s in ranks[1]], abs=1e-6)
+    ddp = torch.load(out / 'ddp/weights.pt', weights_only=True)
+    weights = torch.load(out / f'hybrid_{mesh}/weights.pt', weights_only=True)
+    for name, value in ddp.items():
+        torch.testing.assert_close(weights[name], value, atol=1e-4,
+                                   rtol=1e-4)
+
+
+def test_num_shards_must_divide_the_world_and_needs_hybrid():
+    from reca_toolkit.engine.fsdp import shard_group_size
+    hybrid = dict(sharding_strategy='HYBRID_SHARD')
+    assert shard_group_size(hybrid, 4, 8) == 4
+    assert shard_group_size(hybrid, 1, 8) == 1
+    assert shard_group_size({}, None, 8) == 8
+    assert shard_group_size(dict(sharding_strategy='NO_SHARD'), None, 8) == 1
+    with pytest.raises(ValueError, match='must divide the number of '
+                       'processes, 8'):
+        shard_group_size(hybrid, 3, 8)
+    with pytest.raises(ValueError, match='num_shards=4 is for hybrid'):
+        shard_group_size({}, 4, 8)
+
+
 def test_fsdp_checkpoints_record_their_iteration(spawned):
     out, _ = spawned
     # Fix 4 for meta_check.pth, saved with an explicit iteration.
@@ -165,3 +213,18 @@ def test_fsdp_weight_decay_groups_match_ddp(spawned):
     _, runs = spawned
     ddp, fsdp = runs['ddp']['decay_numel'], runs['fsdp']['decay_numel']
     assert ddp[0] == ddp[1] == sum(fsdp) > 0
+
+
+def test_estimate_shards_over_the_hybrid_shard_group():
+    """Over 4 GPUs, hybrid shard groups of 2 hold twice the sharded states
+    per GPU of full sharding (the tiny config shards every parameter)."""
+    from reca_toolkit.engine.launch import load_config
+    from reca_toolkit.engine.memory_estimate import estimate_memory
+    cfg = load_config(FSDP_CONFIG, check_resources=False)
+    full = estimate_memory(cfg, batch_size=2, num_gpus=4)
+    cfg.strategy.num_shards = 2
+    cfg.strategy.model_wrapper.sharding_strategy = 'HYBRID_SHARD'
+    hybrid = estimate_memory(cfg, batch_size=2, num_gpus=4)
+    assert (full['shards'], hybrid['shards']) == (4, 2)
+    for key in ('weights', 'gradients', 'optimizer'):
+        assert hybrid['gib'][key] == pytest.approx(2 * full['gib'][key]), key

@@ -1,14 +1,15 @@
 # BAGEL-7B-MoT RecA sharded with FSDP, as the authors train it (RecA
-# repository BAGEL/train/fsdp_utils.py: HYBRID_SHARD over a (1 replica x 8
-# shards) mesh on one node, i.e. full sharding over the 8 GPUs; activation
-# checkpointing of the MoT and SigLIP layers):
+# repository BAGEL/train/fsdp_utils.py and the training script's
+# --sharding_strategy HYBRID_SHARD --num_shard: shard each layer over the
+# GPUs of a node, replicate across nodes; activation checkpointing of the
+# MoT and SigLIP layers):
 #   bash tools/dist_train.sh configs/reca/bagel_fsdp.py 8
-# One FSDP unit per MoT layer; the frozen ViT, connector and VAE
-# are not sharded. The understanding expert is sharded with its layer but
-# takes no gradient or optimizer state (freeze_und). Checkpoints hold full
-# state dicts (rank 0 writes them). Several nodes: add
-# strategy.model_wrapper.sharding_strategy='HYBRID_SHARD' (shard within a
-# node, replicate across nodes, upstream's mesh).
+# On one node this is full sharding over its GPUs. One FSDP unit per MoT
+# layer; the frozen ViT, connector and VAE are not sharded. The
+# understanding expert is sharded with its layer but takes no gradient or
+# optimizer state (freeze_und). Checkpoints hold full state dicts (rank 0
+# writes them). Shard groups of another size: strategy.num_shards=N (it
+# must divide the number of GPUs).
 # One 80 GB GPU instead: parameters, gradients and optimizer states on the
 # host, a layer at a time on the GPU:
 #   torchrun --nproc_per_node 1 tools/train.py CONFIG --launcher pytorch
@@ -28,6 +29,7 @@ strategy = dict(
     state_dict_cfg='full',
     model_wrapper=dict(
         type='MMFullyShardedDataParallel',
+        sharding_strategy='HYBRID_SHARD',
         use_orig_params=True,
         auto_wrap_policy='reca_toolkit.transformer_layer_wrap_policy',
         ignored_modules=['umm.vit', 'umm.connector',

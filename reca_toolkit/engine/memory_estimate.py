@@ -14,8 +14,9 @@ Per GPU, the estimate adds up
   (:mod:`~reca_toolkit.engine.meta_pass`);
 * a transient: the largest saved tensor once more, for its gradient in the
   backward;
-* under FSDP, the sharded states divided by the number of GPUs (parameters
-  of ``ignored_modules`` are not sharded), plus the gathered parameters of
+* under FSDP, the sharded states divided by the number of GPUs they are
+  sharded over (all, or a hybrid shard group; parameters of
+  ``ignored_modules`` are not sharded), plus the gathered parameters of
   the root unit and of two transformer blocks (the one running and the one
   prefetched); with ``cpu_offload`` the sharded states live in host memory.
 
@@ -28,6 +29,7 @@ import torch
 from mmengine._strategy import FSDPStrategy
 from torch import nn
 
+from reca_toolkit.engine.fsdp import shard_group_size
 from reca_toolkit.engine.meta_pass import meta_training_step
 from reca_toolkit.engine.synthetic_data import synthetic_batches
 from reca_toolkit.models.weightless import build_weightless
@@ -91,8 +93,10 @@ def _autocast_copies(model, amp_dtype):
                and id(p) not in embeddings)
 
 
-def _fsdp_plan(cfg, model):
-    """None without FSDP; else the wrapper's settings as they matter here.
+def _fsdp_plan(cfg, model, num_gpus):
+    """None without FSDP; else the wrapper's settings as they matter here
+    (``shards``: the GPUs a parameter is sharded over; hybrid sharding
+    without ``num_shards`` is taken to run on one node).
     """
     strategy = cfg.get('strategy')
     if not strategy or not issubclass(STRATEGIES.get(strategy['type']),
@@ -108,7 +112,9 @@ def _fsdp_plan(cfg, model):
         ignored += list(modules[name].parameters())
     layers = model.umm.blocks() if wrapper.get('auto_wrap_policy') else []
     return dict(ignored=_unique(ignored), layers=layers,
-                cpu_offload=bool(wrapper.get('cpu_offload')))
+                cpu_offload=bool(wrapper.get('cpu_offload')),
+                shards=shard_group_size(wrapper, strategy.get('num_shards'),
+                                        num_gpus))
 
 
 def _gathered_bytes(model, plan):
@@ -144,7 +150,7 @@ def estimate_memory(cfg, batch_size=None, num_gpus=1, gpu_mem_gib=80.0):
     amp_dtype = _amp_dtype(cfg)
     states = dict(weights=_nbytes(params), gradients=_nbytes(trainable),
                   optimizer=optimizer_bytes)
-    plan = _fsdp_plan(cfg, model)
+    plan = _fsdp_plan(cfg, model, num_gpus)
     host = 0
     if plan is not None:
         kept = {id(p) for p in plan['ignored']}
@@ -154,7 +160,7 @@ def estimate_memory(cfg, batch_size=None, num_gpus=1, gpu_mem_gib=80.0):
             optimizer=_optimizer_bytes(
                 cfg, [p for p in trainable if id(p) not in kept])[1])
         for key, value in sharded.items():
-            share = value / num_gpus
+            share = value / plan['shards']
             states[key] -= value
             if plan['cpu_offload']:
                 host += share
@@ -172,6 +178,7 @@ def estimate_memory(cfg, batch_size=None, num_gpus=1, gpu_mem_gib=80.0):
     total = sum(states.values())
     return dict(
         batch_size=batch_size, num_gpus=num_gpus, fsdp=plan is not None,
+        shards=plan and plan['shards'],
         cpu_offload=bool(plan and plan['cpu_offload']),
         optimizer=optimizer,
         autocast=None if amp_dtype is None else str(amp_dtype)[6:],
@@ -191,6 +198,8 @@ def format_estimate(config, estimate):
     setup = f"batch {e['batch_size']} per GPU"
     if e['fsdp']:
         setup += f", FSDP over {e['num_gpus']} GPUs" + (
+            f" (sharded over {e['shards']})"
+            if e['shards'] != e['num_gpus'] else '') + (
             ', CPU offload' if e['cpu_offload'] else '')
     lines = [f'{config}: {setup}, {e["optimizer"]}, autocast '
              f'{e["autocast"] or "off"}, '
