@@ -30,8 +30,8 @@ def main():
     parser.add_argument('--batch-size', type=int,
                         help='per-GPU batch size (default: the config\'s)')
     parser.add_argument('--num-gpus', type=int, default=1,
-                        help='GPUs of the run: FSDP configs shard over them (over '
-                        'strategy.num_shards of them with HYBRID_SHARD)')
+                        help='GPUs of the run: FSDP configs shard over them '
+                        '(over strategy.num_shards of them with HYBRID_SHARD)')
     parser.add_argument('--json', help='also write the estimate here')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
