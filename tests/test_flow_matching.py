@@ -208,6 +208,13 @@ def test_cfg_interval_and_renorm_by_hand():
     torch.testing.assert_close(renorm(guided, cond, 'global'), cond)
     torch.testing.assert_close(renorm(guided, cond, 'global', 0.8),
                                0.8 * guided)
+    # Two samples: 'global' (upstream's packed sequence) takes one factor,
+    # sqrt(25 + 25) / sqrt(100 + 25) for both; 'sample' one each (1/2, 1).
+    conds = torch.tensor([[3.0, 4.0], [0.0, 5.0]])
+    guideds = torch.tensor([[6.0, 8.0], [0.0, 5.0]])
+    torch.testing.assert_close(renorm(guideds, conds, 'global'),
+                               guideds * (50 / 125) ** 0.5)
+    torch.testing.assert_close(renorm(guideds, conds, 'sample'), conds)
     small = torch.tensor([[0.3, 0.4]])
     assert torch.equal(renorm(small, cond, 'channel'), small)  # never up
     gen = FlowMatchingGenerator(scheduler='euler', sigma_grid='uniform',
@@ -230,6 +237,30 @@ def test_cfg_interval_and_renorm_by_hand():
     # each 0.25 long.
     assert used == pytest.approx([1.0, 0.75, 0.5, 0.25])
     torch.testing.assert_close(out, torch.tensor([[-(3 * 0.5 + 0.5)]]))
+
+
+def test_global_renorm_shares_a_factor_per_group_of_samples():
+    """Four samples, conditional velocity 1, guided 2, 2, 1.5, 1.5: one
+    factor over all (sqrt(4 / 12.5)); in groups of 2, upstream's packed
+    calls, 1/2 for the first pair and 2/3 for the second."""
+    def denoiser(x_t, timesteps):
+        cond = torch.ones_like(x_t[:4])
+        null = torch.tensor([[-1.0], [-1.0], [0.0], [0.0]]).reshape(
+            cond.shape)
+        return torch.cat([cond, null])
+
+    def velocity(**options):
+        gen = FlowMatchingGenerator(
+            scheduler='euler', sigma_grid='uniform', num_inference_steps=1,
+            guidance_scale=1.5, cfg_renorm='global', **options)
+        # guided = null + 1.5 (cond - null): 2 where null = -1, 1.5 where 0
+        return -gen.sample((4, 1), denoiser, noise=torch.zeros(4, 1))[:, 0]
+
+    guided = torch.tensor([2.0, 2.0, 1.5, 1.5])
+    torch.testing.assert_close(
+        velocity(), guided * (4 / guided.square().sum()) ** 0.5)
+    torch.testing.assert_close(velocity(cfg_renorm_group=2),
+                               torch.tensor([1.0, 1.0, 1.0, 1.0]))
 
 
 def test_serial_guidance_over_two_null_branches_by_hand():

@@ -27,7 +27,9 @@ model = dict(
         # Sampling as the authors' BAGEL/eval/gen/gen_images_mp.py with
         # Bagel's generate_image: num_timesteps 50 (linspace(1, 0, 50)
         # shifted by 3: 49 Euler steps), cfg_text 4 on cfg_interval [0, 1],
-        # cfg_renorm_type 'global' with cfg_renorm_min 0.
+        # cfg_renorm_type 'global' with cfg_renorm_min 0: one norm over
+        # everything a call samples, as upstream's packed sequence
+        # (cfg_renorm='sample' gives each image its own).
         flow=dict(type='FlowMatchingGenerator',
                   timestep_sampling='logit_normal', shift=1.0,
                   scheduler='euler', sampling_shift=3.0,

@@ -30,7 +30,7 @@ from reca_toolkit.registry import GENERATORS
 TIMESTEP_SAMPLINGS = ('uniform', 'logit_normal')
 SCHEDULERS = ('dpm_solver', 'euler')
 SIGMA_GRIDS = ('scheduler', 'uniform')
-CFG_RENORMS = (None, 'global', 'channel', 'text_channel')
+CFG_RENORMS = (None, 'global', 'sample', 'channel', 'text_channel')
 
 
 @dataclass
@@ -72,12 +72,17 @@ def guide(cond, uncond, scale):
 def renorm(guided, cond, mode, minimum=0.0):
     """The guided prediction scaled down to at most the conditional one's
     norm, by a factor clamped to ``[minimum, 1]`` (BAGEL's ``cfg_renorm``):
-    'global' compares each sample's norm over all its values, 'channel'
-    each position's norm over the last dimension."""
+    'global' takes one norm over every value of the batch, as BAGEL's
+    ``generate_image`` does over its packed sequence (the images sampled
+    together -- upstream's GenEval script packs 4 of a prompt -- share one
+    factor); 'sample' one per sample (each image independent of what it
+    was sampled with); 'channel' one per position over the last
+    dimension."""
     if mode == 'global':
-        dims = tuple(range(1, cond.ndim))
+        norm = torch.linalg.vector_norm
+    elif mode == 'sample':
         norm = lambda t: t.flatten(1).norm(dim=1).reshape(  # noqa: E731
-            -1, *([1] * len(dims)))
+            -1, *([1] * (cond.ndim - 1)))
     else:
         norm = lambda t: t.norm(dim=-1, keepdim=True)  # noqa: E731
     scale = (norm(cond) / (norm(guided) + 1e-8)).clamp(min=minimum, max=1.0)
@@ -121,11 +126,15 @@ class FlowMatchingGenerator(nn.Module):
             ``num_timesteps - 1`` steps).
         cfg_interval: guidance applies only at steps whose ``t`` lies in
             ``(low, high]``; elsewhere the conditional prediction alone.
-        cfg_renorm: None, or :func:`renorm`'s 'global' / 'channel' rescaling
-            of the guided prediction, with ``cfg_renorm_min`` its lowest
-            factor (BAGEL: 'global', 0); 'text_channel' rescales per
-            position after the first guidance branch only (BAGEL's
-            editing).
+        cfg_renorm: None, or :func:`renorm`'s 'global' / 'sample' /
+            'channel' rescaling of the guided prediction, with
+            ``cfg_renorm_min`` its lowest factor (BAGEL: 'global', 0, one
+            factor for the images of one call as upstream; 'sample' is the
+            per-image fix); 'text_channel' rescales per position after the
+            first guidance branch only (BAGEL's editing).
+        cfg_renorm_group: with 'global', the samples of a call share a
+            factor in consecutive groups of this many (upstream's GenEval
+            script samples a prompt's images 4 per packed call); None: all.
     """
 
     def __init__(self,
@@ -143,7 +152,8 @@ class FlowMatchingGenerator(nn.Module):
                  sigma_grid='scheduler',
                  cfg_interval=(0.0, 1.0),
                  cfg_renorm=None,
-                 cfg_renorm_min=0.0):
+                 cfg_renorm_min=0.0,
+                 cfg_renorm_group=None):
         super().__init__()
         if timestep_sampling not in TIMESTEP_SAMPLINGS:
             raise ValueError(f"timestep_sampling='{timestep_sampling}' is not "
@@ -165,6 +175,7 @@ class FlowMatchingGenerator(nn.Module):
         self.cfg_interval = tuple(float(v) for v in cfg_interval)
         self.cfg_renorm, self.cfg_renorm_min = cfg_renorm, float(
             cfg_renorm_min)
+        self.cfg_renorm_group = cfg_renorm_group
         self.timestep_sampling = timestep_sampling
         self.logit_mean, self.logit_std = float(logit_mean), float(logit_std)
         self.shift = float(shift)
@@ -318,7 +329,12 @@ class FlowMatchingGenerator(nn.Module):
             guided = guide(guided, null, scale)
             if j == 0 and mode == 'text_channel':
                 guided = renorm(guided, cond, 'channel', self.cfg_renorm_min)
-        if mode in ('global', 'channel'):
+        if mode == 'global' and self.cfg_renorm_group:
+            group = self.cfg_renorm_group
+            guided = torch.cat([
+                renorm(g, c, mode, self.cfg_renorm_min)
+                for g, c in zip(guided.split(group), cond.split(group))])
+        elif mode in ('global', 'sample', 'channel'):
             guided = renorm(guided, cond, mode, self.cfg_renorm_min)
         return guided
 
