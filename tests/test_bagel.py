@@ -514,8 +514,8 @@ def _train_demo(rank, world, port, out, options):
                       RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world), HF_HUB_OFFLINE='1')
     from conftest import REPO
-    from reca_toolkit.engine.launch import (build_runner, load_config,
-                                            setup_distributed)
+    from reca_toolkit.engine.launch import (build_runner, distributed,
+                                            load_config)
 
     class Losses(Hook):
 
@@ -538,11 +538,12 @@ def _train_demo(rank, world, port, out, options):
                     'train_dataloader.batch_size': 4 // world}),
         str(out / 'work'))
     cfg.experiment_name = f'{out.name}_{rank}'
-    setup_distributed(cfg, 'pytorch' if world > 1 else 'none')
-    runner = build_runner(cfg)
-    hook = Losses()
-    runner.register_hook(hook)
-    runner.train()
+    # As tools/train.py: the process group is torn down when the run ends.
+    with distributed(cfg, 'pytorch' if world > 1 else 'none'):
+        runner = build_runner(cfg)
+        hook = Losses()
+        runner.register_hook(hook)
+        runner.train()
     (out / f'steps_{rank}.json').write_text(json.dumps(hook.steps))
 
 

@@ -99,6 +99,10 @@ def _workers(rank, port, out):
     for (replicas, shards), options in HYBRID.items():
         _run(FSDP_CONFIG, out / f'hybrid_{replicas}x{shards}', rank,
              options=options)
+    # As tools/train.py ends (engine/launch.py, distributed): a gloo group
+    # left to interpreter exit can abort a rank.
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 
 
 @pytest.fixture(scope='module')
