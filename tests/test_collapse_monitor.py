@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from reca_toolkit.engine.hooks.collapse_monitor_hook import shortcut_signal
+from reca_toolkit.registry import HOOKS
 
 
 class Drift(BaseModel):
@@ -58,7 +59,7 @@ def loader(sampler):
                 collate_fn=dict(type='pseudo_collate'))
 
 
-def train(tmp_path, falls):
+def train(tmp_path, falls, watch='generation'):
     runner = Runner(
         model=Drift(), work_dir=str(tmp_path), default_scope='reca_toolkit',
         # MMEngine keys its logger and visualizer by experiment name (a
@@ -71,15 +72,17 @@ def train(tmp_path, falls):
         val_cfg=dict(),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.02)),
         custom_hooks=[dict(type='CollapseMonitorHook',
-                           quality_key='t2i/overall', patience=2,
-                           min_drop=0.05)],
+                           quality_key='t2i/overall', watch=watch,
+                           patience=2, min_drop=0.05)],
         default_hooks=dict(logger=dict(type='LoggerHook', interval=10)),
         randomness=dict(seed=0))
     runner.train()
     log = next(tmp_path.glob('*/*.log')).read_text()
     scalars = [json.loads(line) for line in next(
         tmp_path.glob('*/vis_data/scalars.json')).read_text().splitlines()]
-    return log, [s for s in scalars if 'collapse/t2i_quality' in s]
+    quality = 'collapse/t2i_quality' if watch == 'generation' else \
+        'collapse/und_quality'
+    return log, [s for s in scalars if quality in s]
 
 
 def test_warns_when_recon_improves_while_quality_falls(tmp_path):
@@ -114,3 +117,13 @@ def test_quiet_when_quality_rises(tmp_path):
 ])
 def test_shortcut_signal(points, expected):
     assert shortcut_signal(points, patience=2, min_drop=0.05) == expected
+
+
+def test_watching_understanding_names_its_scalars_and_advice(tmp_path):
+    log, points = train(tmp_path, falls=True, watch='understanding')
+    assert [p['collapse/und_shortcut'] for p in points] == [0, 0, 1, 1]
+    assert not any('collapse/shortcut' in p for p in points)
+    assert 'understanding is paying for reconstruction' in log
+    with pytest.raises(ValueError, match=r"\['generation', "
+                       r"'understanding'\]"):
+        HOOKS.build(dict(type='CollapseMonitorHook', watch='t2i'))

@@ -1,11 +1,10 @@
-"""DescriptionAccuracyMetric and greedy image-to-text (describe_images)."""
+"""DescriptionAccuracyMetric, and image-to-text validation on a real toy."""
 import pytest
 import torch
 
 from conftest import REPO
 from reca_toolkit.evaluation.metrics.description import (
-    DescriptionAccuracyMetric, describe_images, parse_description,
-    score_description)
+    DescriptionAccuracyMetric, parse_description, score_description)
 
 TRUTH = ('a red triangle at the top left, a blue circle at the center and '
          'a green square at the bottom right')
@@ -43,18 +42,23 @@ def test_score_counts_objects_and_the_held_out_pairs_apart():
         score_description(same, 'a picture')
 
 
+def scored(pred, truth):
+    """A result as RecAModel.predict gives it for an image-to-text row."""
+    return dict(pred_text=pred, conversations=[('Describe this image.',
+                                                truth)])
+
+
 def test_metric_pools_objects_over_scenes_and_is_registered():
     import reca_toolkit.evaluation.metrics.description  # noqa: F401
     from reca_toolkit.registry import METRICS
     metric = METRICS.build(dict(type='DescriptionAccuracyMetric'))
     assert isinstance(metric, DescriptionAccuracyMetric)
     metric.process({}, [
-        dict(pred_text=TRUTH, description=TRUTH),
-        dict(pred_text='a red circle at the center',
-             description='a red circle at the center and a white square '
-                         'at the top right'),
-        dict(pred_text='nothing I can name',
-             description='a red triangle at the center')])
+        scored(TRUTH, TRUTH),
+        scored('a red circle at the center',
+               'a red circle at the center and a white square at the top '
+               'right'),
+        scored('nothing I can name', 'a red triangle at the center')])
     result = metric.compute_metrics(metric.results)
     # 1 of 3 exact; objects: 3 + 1 + 0 found of 3 + 2 + 1 true, of 3 + 1
     # named; held-out red triangles: 1 found of 2.
@@ -66,38 +70,42 @@ def test_metric_pools_objects_over_scenes_and_is_registered():
     assert result['train_recall'] == pytest.approx(3 / 4)
     # A model that names nothing scores 0, not NaN.
     silent = DescriptionAccuracyMetric()
-    silent.process({}, [dict(pred_text='', description=TRUTH)])
+    silent.process({}, [scored('', TRUTH)])
     assert silent.compute_metrics(silent.results) == dict(
         accuracy=0.0, object_precision=0.0, object_recall=0.0,
         object_f1=0.0, held_out_recall=0.0, train_recall=0.0)
     with pytest.raises(KeyError, match=r"result 0 has no \['pred_text'\]"):
-        metric.process({}, [dict(description=TRUTH)])
+        metric.process({}, [dict(conversations=[('Describe.', TRUTH)])])
+    # Beside other metrics it scores its own source only.
+    own = DescriptionAccuracyMetric(source='describe')
+    own.process({}, [dict(scored(TRUTH, TRUTH), source='describe'),
+                     dict(source='geneval_shapes', pred=None)])
+    assert len(own.results) == 1
 
 
-def test_the_pretrained_janus_toy_describes_unseen_scenes():
-    from PIL import Image
-
-    from projects.janus_toy.janus_toy import GenEvalShapesScenes
-    from reca_toolkit.datasets.transforms import ImageViews
+@pytest.mark.parametrize('config', ['configs/reca/janus_toy.py',
+                                    'projects/harmon_toy/configs/reca.py'])
+def test_a_pretrained_toy_describes_unseen_scenes_in_validation(config):
+    """The toys' validation source of held-out scenes, answered by
+    RecAModel.predict (BaseUMM.describe) and scored: each toy names most
+    objects of the scene it sees, few of another scene's."""
+    from reca_toolkit.datasets.multi_source import collate_by_source
     from reca_toolkit.engine.inference import load_model
-    model, _ = load_model(str(REPO / 'configs/reca/janus_toy.py'))
-    scenes = GenEvalShapesScenes(num_scenes=16, seed=99,
-                                 include_held_out=True)
-    samples = [scenes.raw(i) for i in range(len(scenes))]
-    view = ImageViews(und_size=64)
-    pixels = torch.stack([view(dict(img=Image.fromarray(s['img'])))
-                          ['und_pixels'] for s in samples]).float() / 127.5 - 1
-    texts = describe_images(model.umm, pixels)
-    metric = DescriptionAccuracyMetric()
-    truths = [s['conversations'][0][1] for s in samples]
-    metric.process({}, [dict(pred_text=t, description=d)
-                        for t, d in zip(texts, truths)])
+    from reca_toolkit.registry import DATASETS
+    model, cfg = load_model(str(REPO / config), cfg_options={
+        'val_dataloader.dataset.datasets.1.source.num_scenes': 16})
+    scenes = DATASETS.build(cfg.val_dataloader.dataset).datasets[1]
+    batch = collate_by_source([scenes[i] for i in range(len(scenes))])
+    results = model.test_step(batch)
+    assert all(r['source'] == 'describe' for r in results)
+    metric = DescriptionAccuracyMetric(source='describe')
+    metric.process({}, results)
     own = metric.compute_metrics(metric.results)
+    truths = [r['conversations'] for r in results]
     metric.results.clear()
-    metric.process({}, [dict(pred_text=t, description=d)
-                        for t, d in zip(texts, truths[1:] + truths[:1])])
+    metric.process({}, [dict(r, conversations=t) for r, t in
+                        zip(results, truths[1:] + truths[:1])])
     other = metric.compute_metrics(metric.results)
-    # It names most objects of the scene it sees (0.64 of them over 32
-    # such scenes), few of another scene's.
+    # Over 32 such scenes the Janus toy names 0.64 of the objects.
     assert own['object_recall'] > 0.45
     assert own['object_recall'] > other['object_recall'] + 0.3

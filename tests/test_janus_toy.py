@@ -70,20 +70,25 @@ def test_main_command_prints_scores_before_and_after(tmp_path):
         'tools/train.py', CONFIG, '--work-dir', tmp_path, '--cfg-options',
         'train_cfg.max_iters=4', 'train_cfg.val_interval=2',
         'train_dataloader.batch_size=4', 'default_hooks.logger.interval=1',
-        'val_dataloader.dataset.num_prompts=12')
+        'val_dataloader.dataset.datasets.0.num_prompts=12',
+        'val_dataloader.dataset.datasets.1.source.num_scenes=8')
     out = proc.stdout + proc.stderr
     assert 'validation at iteration 0 (before) and 4 (after)' in out
     for tag in ('single_object', 'color_attr', 'overall'):
         assert f'geneval_shapes/{tag}' in out
+    # Understanding is validated too: held-out scenes described and scored.
+    assert 'describe/accuracy' in out and 'describe/object_f1' in out
     result = json.loads(next(tmp_path.glob('*/before_after.json'))
                         .read_text())
     assert result['before_iter'] == 0 and result['after_iter'] == 4
     assert set(result['before']) == set(result['after'])
     scalars = [json.loads(line) for line in next(
         tmp_path.glob('*/vis_data/scalars.json')).read_text().splitlines()]
-    monitored = [s for s in scalars if 'collapse/t2i_quality' in s]
-    # Before training, then at iterations 2 and 4, with the logged
-    # reconstruction loss of the iterations in between.
-    assert [s['step'] for s in monitored] == [0, 2, 4]
-    assert 'collapse/recon_loss' not in monitored[0]
-    assert all(s['collapse/recon_loss'] > 0 for s in monitored[1:])
+    assert 0 <= result['after']['describe/accuracy'] <= 1
+    for quality in ('collapse/t2i_quality', 'collapse/und_quality'):
+        monitored = [s for s in scalars if quality in s]
+        # Before training, then at iterations 2 and 4, with the logged
+        # reconstruction loss of the iterations in between.
+        assert [s['step'] for s in monitored] == [0, 2, 4]
+        assert 'collapse/recon_loss' not in monitored[0]
+        assert all(s['collapse/recon_loss'] > 0 for s in monitored[1:])

@@ -127,6 +127,9 @@ CASES = {
         'GenEvalShapesScenes': (dict(num_scenes=4, sparse=dict(
             color_drop=0.5)), {}),
         'HeldOutImages': (dict(source=shapes()), {}),
+        'EvalSets': (dict(datasets=[
+            dict(type='GenEvalShapesPrompts', num_prompts=6),
+            dict(type='HeldOutImages', source=shapes())]), {}),
         'DPGPrompts': (None, None),  # needs files: test_eval_dpg.py
         'WISEPrompts': (None, None),  # needs the user's files
         'ImgEditSet': (None, None),  # needs the user's files
@@ -159,7 +162,7 @@ CASES = {
         'SkippedImagesHook': ({}, {}),
         'EvalSampleGridHook': (dict(num_images=4), {}),
         'BeforeAfterValHook': (dict(prefix='geneval_shapes/'), {}),
-        'CollapseMonitorHook': (dict(patience=3), {}),
+        'CollapseMonitorHook': (dict(patience=3, watch='understanding'), {}),
     },
     'LOOPS': {'ResumableIterBasedTrainLoop': (None, None)},
     'OPTIM_WRAPPER_CONSTRUCTORS': {
@@ -169,7 +172,7 @@ CASES = {
     },
     'METRICS': {
         'ReconstructionMetric': ({}, {}),
-        'DescriptionAccuracyMetric': ({}, {}),
+        'DescriptionAccuracyMetric': (dict(source='describe'), {}),
         'GenEvalMetric': (dict(detector=dict(type='PaletteShapeDetector')),
                           {}),
         # Need prompt files or a judge: test_eval_dpg.py, test_eval_judges.py

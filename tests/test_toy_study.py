@@ -120,7 +120,7 @@ def test_probe_shows_the_pretrained_model_reads_its_prompt():
 
 
 def test_batched_geneval_is_the_validation_metric_and_deterministic():
-    options = ['val_dataloader.dataset.num_prompts=6']
+    options = [f'{study.PROMPTS}.num_prompts=6']
     first = study.geneval(study.TOYS['harmon']['reca'], None, 0, options)
     again = study.geneval(study.TOYS['harmon']['reca'], None, 0, options)
     assert first == again

@@ -301,6 +301,57 @@ def test_losses_at_init_are_in_the_expected_range(family, model):
     assert math.isfinite(float(losses['loss_i2t']))
 
 
+# image-to-text ------------------------------------------------------------------------
+def test_describe_prompts_as_image_to_text_trains(family, model):
+    """describe's prompt is understanding_loss's conversation up to where
+    the answer's labels begin: the same inputs, positions and mask, so the
+    same states, its last the one that predicts the answer's first token;
+    decoding stops at the answer's last label."""
+    from reca_toolkit.models.umm.base import run_backbone
+    umm = model.umm
+    model.eval()
+    pixels = batch(family, size=1)['i2t']['und_pixels']
+    question, answer = 'What is in the image?', 'Shapes.'
+    calls = []
+
+    def keep(module, args, kwargs, output):
+        calls.append((kwargs, output.last_hidden_state))
+
+    handle = umm.backbone.register_forward_hook(keep, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            umm.understanding_loss(pixels, [[(question, answer)]])
+            condition, stop = umm.question_condition(pixels, [question])
+            run_backbone(umm.backbone, condition, use_cache=False)
+    finally:
+        handle.remove()
+    (trained, trained_states), (asked, asked_states) = calls
+    n = asked['inputs_embeds'].shape[1]
+    _, labels = umm.conversation_tokens(
+        [(question, answer)], umm.encode_understanding(pixels).shape[1])
+    assert n == next(i for i, label in enumerate(labels) if label != -100)
+    assert stop == labels[-1]
+    torch.testing.assert_close(asked['inputs_embeds'],
+                               trained['inputs_embeds'][:, :n])
+    assert torch.equal(asked['position_ids'], trained['position_ids'][:, :n])
+    mask = trained['attention_mask']
+    assert torch.equal(asked['attention_mask'],
+                       mask[..., :n, :n] if mask.ndim == 4 else mask[:, :n])
+    torch.testing.assert_close(asked_states, trained_states[:, :n],
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_validation_answers_image_to_text_rows(family, model):
+    model.eval()
+    rows = batch(family)['i2t']
+    results = model.predict(dict(describe=rows))
+    texts = [r['pred_text'] for r in results]
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    assert [r['conversations'] for r in results] == rows['conversations']
+    assert texts == model.umm.describe(rows['und_pixels'],
+                                       ['What is in the image?'] * 2)
+
+
 # sampling ---------------------------------------------------------------------------
 def test_sampling_is_seeded_and_in_range(family, model):
     model.eval()

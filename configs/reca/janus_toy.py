@@ -77,8 +77,23 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=50,
          end=max_iters),
 ]
-# Four validations on 300 GenEval-Shapes prompts during training (the last
-# one is the "after" score).
+# Validation watches generation and understanding: the 300 GenEval-Shapes
+# prompts, and image-to-text on 64 held-out scenes (a stream no run trains
+# on, every colour-shape pair), each described greedily and scored exactly.
+# Each metric reads its own source.
+val_dataloader = dict(dataset=dict(
+    _delete_=True, type='EvalSets', datasets=[
+        {{_base_.val_dataloader.dataset}},
+        dict(type='HeldOutImages', name='describe',
+             source=dict(type='GenEvalShapesScenes', num_scenes=64, seed=99,
+                         include_held_out=True,
+                         pipeline=[dict(type='LoadImage'),
+                                   dict(type='ImageViews', und_size=64)]))]))
+val_evaluator = [
+    dict(_base_.val_evaluator, source='geneval_shapes'),
+    dict(type='DescriptionAccuracyMetric', source='describe'),
+]
+# Four validations during training (the last one is the "after" score).
 train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=max_iters,
                  val_begin=1, val_interval=max_iters // 4)
 
@@ -86,9 +101,11 @@ default_hooks = dict(
     logger=dict(interval=50),
     checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
 custom_hooks = [
-    dict(type='BeforeAfterValHook', prefix='geneval_shapes/'),
+    dict(type='BeforeAfterValHook'),
     dict(type='CollapseMonitorHook', recon_key='loss_recon',
          quality_key='geneval_shapes/overall'),
+    dict(type='CollapseMonitorHook', recon_key='loss_recon',
+         quality_key='describe/accuracy', watch='understanding'),
     dict(type='EvalSampleGridHook', num_images=24, ncols=6),
 ]
 env_cfg = dict(dist_cfg=dict(backend='gloo'))

@@ -60,6 +60,9 @@ NO_VALIDATION = ['val_dataloader=None', 'val_evaluator=None', 'val_cfg=None',
 # its view is the generation view.
 BOTTLENECK_TOYS = ('janus', )
 RECON = 'train_dataloader.dataset.sources.recon'
+# The GenEval-Shapes prompts of the toys' validation (configs/reca/
+# janus_toy.py: prompts, then held-out scenes to describe).
+PROMPTS = 'val_dataloader.dataset.datasets.0'
 T2I = 'train_dataloader.dataset.sources.t2i'
 # what each arm's paired difference is taken from; others: the baseline
 ABLATIONS = ('und64', 'und16', 'pool1', 'ratio3to1', 'ratio1to3', 'no_i2t')
@@ -122,7 +125,7 @@ def run_one(out, toy, arm, seed, extra):
         message = f'{arm} seed {seed}: done before'
     else:
         options = options + [f'randomness.seed={seed}',
-                             f'val_dataloader.dataset.seed={1000 * seed}'
+                             f'{PROMPTS}.seed={1000 * seed}'
                              ] + extra + (NO_VALIDATION if batched else [])
         command = [sys.executable, 'tools/train.py', config, '--work-dir',
                    str(work_dir), '--cfg-options', *options]
@@ -173,16 +176,16 @@ def load(config, checkpoint=None, cfg_options=()):
 
 
 def geneval(config, checkpoint, seed, cfg_options=(), batch_size=20):
-    """The config's GenEval-Shapes validation (its ``val_dataloader``
-    prompts and ``val_evaluator``) of the model with ``checkpoint``, prompts
+    """The config's GenEval-Shapes validation (its validation prompts,
+    :data:`PROMPTS`, and their metric) of the model with ``checkpoint``, prompts
     sampled ``batch_size`` at a time: batch ``b`` shares one generator
     seeded ``1000 * seed + b``. Metric names as a run's validation gives
     them (``geneval_shapes/overall``, ...)."""
     from reca_toolkit.registry import DATASETS, METRICS
     model, cfg = load(config, checkpoint, cfg_options)
-    prompts = DATASETS.build(dict(cfg.val_dataloader.dataset,
+    prompts = DATASETS.build(dict(cfg.val_dataloader.dataset.datasets[0],
                                   seed=1000 * seed))
-    metric = METRICS.build(cfg.val_evaluator)
+    metric = METRICS.build(cfg.val_evaluator[0])
     for batch, start in enumerate(range(0, len(prompts), batch_size)):
         rows = [prompts[i] for i in
                 range(start, min(start + batch_size, len(prompts)))]
@@ -201,8 +204,8 @@ def understanding(config, checkpoint=None, cfg_options=(), batch_size=64):
 
     from projects.janus_toy.janus_toy import GenEvalShapesScenes
     from reca_toolkit.datasets.transforms import ImageViews
-    from reca_toolkit.evaluation.metrics.description import (
-        DescriptionAccuracyMetric, describe_images)
+    from reca_toolkit.evaluation.metrics.description import \
+        DescriptionAccuracyMetric
     model, cfg = load(config, checkpoint, cfg_options)
     scenes = GenEvalShapesScenes(**UNDERSTANDING_SCENES)
     # The understanding view image-to-text trained on (the i2t source's).
@@ -215,11 +218,10 @@ def understanding(config, checkpoint=None, cfg_options=(), batch_size=64):
         pixels = torch.stack([
             view(dict(img=Image.fromarray(s['img'])))['und_pixels']
             for s in samples]).float() / 127.5 - 1
-        (question, _), = samples[0]['conversations']
-        texts = describe_images(model.umm, pixels, question)
-        metric.process({}, [dict(pred_text=t, description=answer)
-                            for t, s in zip(texts, samples)
-                            for (_, answer) in s['conversations']])
+        texts = model.umm.describe(
+            pixels, [s['conversations'][0][0] for s in samples])
+        metric.process({}, [dict(pred_text=t, conversations=s['conversations'])
+                            for t, s in zip(texts, samples)])
     return metric.compute_metrics(metric.results)
 
 

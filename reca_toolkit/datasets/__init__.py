@@ -17,6 +17,7 @@ from .dpg_prompts import DPGPrompts  # noqa: E402
 from .edit_benchmarks import GEditSet, ImgEditSet  # noqa: E402
 from .wise_prompts import WISEPrompts  # noqa: E402
 from .held_out_images import HeldOutImages  # noqa: E402
+from .eval_sets import EvalSets  # noqa: E402
 from .synthetic import SyntheticImages  # noqa: E402
 from .feature_cache import FeatureCache  # noqa: E402
 from .tar_shards import ShardError, TarShards  # noqa: E402

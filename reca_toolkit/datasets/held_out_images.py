@@ -16,9 +16,11 @@ from reca_toolkit.registry import DATASETS
 @DATASETS.register_module()
 class HeldOutImages(Dataset):
     """Args:
-        source: a source config; its pipeline makes ``und_pixels`` and
-            ``gen_pixels``.
-        name: the data-source name (``recon`` for ``ReconstructionMetric``).
+        source: a source config; its pipeline makes ``und_pixels`` (and
+            ``gen_pixels`` for reconstruction).
+        name: the data-source name (``recon`` for ``ReconstructionMetric``;
+            image-to-text sources, whose samples hold ``conversations``,
+            are answered and scored by ``DescriptionAccuracyMetric``).
         seed: the sampling seed of every reconstruction.
     """
 

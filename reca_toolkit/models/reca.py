@@ -94,21 +94,29 @@ class RecAModel(BaseModel):
 
     def _predict_rows(self, batch):
         """Per row of one source's batch: its generated, edited or
-        reconstructed image(s).
+        reconstructed image(s) (``pred``), or its answer (``pred_text``).
 
         A row with ``num_images`` gets that many samples, stacked
         ``[N, 3, H, W]``; each prompt or edit row samples alone with a
         generator seeded by its ``seed``, so an image depends on its prompt
         and seed only, never on the batch it shared. Reconstruction rows run
-        as one batch seeded by the first row's seed.
+        as one batch seeded by the first row's seed. Rows with
+        ``conversations`` (image-to-text data) are answered greedily, the
+        first question of each, as one batch.
         """
         size = len(next(iter(batch.values())))
         seeds = [int(s) for s in batch['seed']] if 'seed' in batch \
             else [0] * size
         counts = [int(n) for n in batch['num_images']] \
             if 'num_images' in batch else None
+        if 'conversations' in batch:
+            questions = [turns[0][0] for turns in batch['conversations']]
+            for text in self.umm.describe(batch['und_pixels'], questions):
+                yield dict(pred_text=text)
+            return
         if 'prompt' not in batch and 'instruction' not in batch:
-            yield from self.reconstruct(batch['und_pixels'], seed=seeds[0])
+            for image in self.reconstruct(batch['und_pixels'], seed=seeds[0]):
+                yield dict(pred=image)
             return
         if 'prompt' not in batch and 'und_pixels' not in batch:
             raise ValueError(
@@ -126,16 +134,17 @@ class RecAModel(BaseModel):
                     [batch['instruction'][i]] * n, seed=seeds[i],
                     source_pixels=None if source is None else
                     source[i:i + 1].expand(n, -1, -1, -1))
-            yield images if counts else images[0]
+            yield dict(pred=images if counts else images[0])
 
     def predict(self, inputs):
         """One result dict per sample: generations for prompt sources, edits
-        for sources with an ``instruction``, reconstructions otherwise; the
-        batch's fields are carried along."""
+        for sources with an ``instruction``, answers for image-to-text
+        sources, reconstructions otherwise; the batch's fields are carried
+        along."""
         results = []
         for source, batch in inputs.items():
-            for i, images in enumerate(self._predict_rows(batch)):
-                result = dict(source=source, pred=images)
+            for i, outputs in enumerate(self._predict_rows(batch)):
+                result = dict(source=source, **outputs)
                 for key, value in batch.items():
                     result[key] = value[i]
                 results.append(result)

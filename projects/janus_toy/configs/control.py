@@ -26,6 +26,6 @@ train_dataloader = dict(
             pipeline=[dict(type='LoadImage'),
                       dict(type='ImageViews', und_size=64)]))))
 custom_hooks = [
-    dict(type='BeforeAfterValHook', prefix='geneval_shapes/'),
+    dict(type='BeforeAfterValHook'),
     dict(type='EvalSampleGridHook', num_images=24, ncols=6),
 ]

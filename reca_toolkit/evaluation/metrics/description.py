@@ -12,19 +12,17 @@ never trained on, and its description is parsed back into objects
 scene's.
 
 :class:`DescriptionAccuracyMetric` scores results that carry the generated
-``pred_text`` and the ground-truth ``description``; :func:`describe_images`
-produces such text from any UMM by greedy decoding over the seam's
-understanding path (:meth:`~reca_toolkit.models.umm.base.BaseUMM.
-encode_understanding` and the family's ``conversation_tokens``).
+``pred_text`` and the scene's ``conversations`` (its first answer is the
+ground-truth description): what ``RecAModel.predict`` returns for a
+validation source of image-to-text scenes, each answered by the UMM's
+:meth:`~reca_toolkit.models.umm.base.BaseUMM.describe`.
 """
 import re
 from collections import Counter
 
-import torch
 from mmengine.evaluator import BaseMetric
 
 from reca_toolkit.datasets.shapes import HELD_OUT_PAIRS, PALETTE, SHAPES
-from reca_toolkit.models.umm.base import run_backbone, token_condition
 from reca_toolkit.registry import METRICS
 
 _OBJECT = re.compile(
@@ -75,8 +73,9 @@ class DescriptionAccuracyMetric(BaseMetric):
     """Image-to-text description accuracy on shape scenes.
 
     Each result needs ``pred_text`` (what the model said) and
-    ``description`` (the scene's :func:`~reca_toolkit.datasets.shapes.
-    describe`). Metrics, under ``prefix`` (default ``describe``):
+    ``conversations``, whose first answer is the scene's
+    :func:`~reca_toolkit.datasets.shapes.describe`. Metrics, under
+    ``prefix`` (default ``describe``):
 
     - ``accuracy``: the fraction of scenes described exactly (every object,
       with its colour, shape and place, nothing more) -- the number to
@@ -90,25 +89,32 @@ class DescriptionAccuracyMetric(BaseMetric):
     Args:
         held_out: colour-shape pairs counted apart; by default
             :data:`~reca_toolkit.datasets.shapes.HELD_OUT_PAIRS`.
+        source: score only results of this data source (None: all), beside
+            other metrics of a validation set of several sources.
     """
 
     default_prefix = 'describe'
 
-    def __init__(self, held_out=HELD_OUT_PAIRS, collect_device='cpu',
-                 prefix=None):
+    def __init__(self, held_out=HELD_OUT_PAIRS, source=None,
+                 collect_device='cpu', prefix=None):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.held_out = frozenset(tuple(p) for p in held_out)
+        self.source = source
 
     def process(self, data_batch, data_samples):
         for i, sample in enumerate(data_samples):
-            missing = [k for k in ('pred_text', 'description')
+            if self.source is not None and sample.get('source') != \
+                    self.source:
+                continue
+            missing = [k for k in ('pred_text', 'conversations')
                        if k not in sample]
             if missing:
                 raise KeyError(
                     f'DescriptionAccuracyMetric: result {i} has no '
                     f'{missing}; it has {sorted(sample)}')
+            (_, truth), *_ = sample['conversations']
             self.results.append(score_description(
-                sample['pred_text'], sample['description'], self.held_out))
+                sample['pred_text'], truth, self.held_out))
 
     def compute_metrics(self, results):
         total = Counter()
@@ -128,49 +134,3 @@ class DescriptionAccuracyMetric(BaseMetric):
                     object_f1=f1,
                     held_out_recall=ratio('held_tp', 'held_true'),
                     train_recall=ratio('train_tp', 'train_true'))
-
-
-@torch.no_grad()
-def describe_images(umm, und_pixels, question='Describe this image in '
-                    'detail.', max_new_tokens=64):
-    """Greedy image-to-text: one answer to ``question`` per image.
-
-    The prompt is the family's own image-to-text format, the one its
-    ``understanding_loss`` trains on (``conversation_tokens`` up to where the
-    answer's labels start); decoding stops at the token that ends an answer
-    there (Harmon ``<|im_end|>``, Janus EOS), with the backbone's KV cache.
-    """
-    embeds = umm.encode_understanding(und_pixels)
-    ids, labels = umm.conversation_tokens([(question, '')], embeds.shape[1])
-    start = next(i for i, label in enumerate(labels) if label != -100)
-    stop = labels[-1]
-    # Image positions: None in Harmon's rows, the image token in Janus's.
-    image_id = getattr(umm, 'ids', {}).get('image')
-    prompt = [None if t is None or t == image_id else t
-              for t in ids[:start]]
-    embedding = umm.backbone.get_input_embeddings()
-    condition = token_condition([prompt] * len(embeds), embedding, stop,
-                                embeds)
-    out = run_backbone(umm.backbone, condition, use_cache=True)
-    mask, position = condition.mask, condition.position_ids[:, -1:]
-    steps = []
-    done = torch.zeros(len(embeds), dtype=torch.bool, device=embeds.device)
-    for _ in range(max_new_tokens):
-        step = umm.lm_head(out.last_hidden_state[:, -1]).argmax(-1)
-        step = torch.where(done, torch.full_like(step, stop), step)
-        steps.append(step)
-        done |= step == stop
-        if done.all():
-            break
-        mask = torch.cat([mask, mask.new_ones(len(mask), 1)], dim=1)
-        position = position + 1
-        out = umm.backbone(inputs_embeds=embedding(step[:, None]),
-                           attention_mask=mask, position_ids=position,
-                           cache=out.cache, use_cache=True)
-    tokens = torch.stack(steps, dim=1)
-    texts = []
-    for row in tokens.tolist():
-        row = row[:row.index(stop)] if stop in row else row
-        texts.append(umm.tokenizer.decode(row, skip_special_tokens=True)
-                     .strip())
-    return texts

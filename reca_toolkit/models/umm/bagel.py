@@ -834,13 +834,26 @@ class BagelUMM(BaseUMM):
         tokens = self.gen_tokenizer.to_tokens(latents)
         return self.flow.loss(tokens, self._denoiser(condition, grid), draws)
 
+    @property
+    def lm_head(self):
+        return self.language_model.lm_head
+
+    def question_condition(self, und_pixels, questions):
+        """The ViT split, the question's text split, and the answer's split
+        opened by ``<|im_start|>``, whose state predicts its first token."""
+        image_embeds = self.encode_understanding(und_pixels)
+        vit = self._vit_split(image_embeds.shape[1])
+        rows = [[vit, self._text_split(question),
+                 ('causal', [self.ids['bos']])] for question in questions]
+        return self._condition(rows, image_embeds), self.ids['eos']
+
     def understanding_loss(self, und_pixels, conversations):
         image_embeds = self.encode_understanding(und_pixels)
         rows, labels = zip(*(self.conversation_tokens(turns,
                                                       image_embeds.shape[1])
                              for turns in conversations))
         condition, labels = self._condition(rows, image_embeds, labels)
-        return answer_loss(self.backbone, self.language_model.lm_head,
+        return answer_loss(self.backbone, self.lm_head,
                            condition, labels)
 
     def generate(self, condition, generator=None, **sampling):

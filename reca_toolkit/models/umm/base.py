@@ -230,6 +230,36 @@ def answer_loss(backbone, head, condition, labels, chunk_size=None):
     return dict(loss=loss, acc=acc)
 
 
+@torch.no_grad()
+def greedy_answers(backbone, head, tokenizer, condition, stop,
+                   max_new_tokens=64):
+    """Greedy decoding after ``condition`` (its last position predicts the
+    first token) until every row has emitted ``stop``, or
+    ``max_new_tokens``; the decoded texts. Each token reruns the whole
+    sequence, the answer so far as :func:`run_backbone`'s causal tail: no
+    KV cache, which BAGEL's MoT does not have, so one decoder serves every
+    family and the prompt keeps its blocks and positions."""
+    embedding = backbone.get_input_embeddings()
+    device = condition.mask.device
+    tokens = torch.empty(len(condition), 0, dtype=torch.long, device=device)
+    done = torch.zeros(len(condition), dtype=torch.bool, device=device)
+    for _ in range(max_new_tokens):
+        tail = embedding(tokens) if tokens.shape[1] else None
+        hidden = run_backbone(backbone, condition, tail,
+                              use_cache=False).last_hidden_state
+        step = head(hidden[:, -1]).argmax(-1)
+        step = torch.where(done, torch.full_like(step, stop), step)
+        tokens = torch.cat([tokens, step[:, None]], dim=1)
+        done |= step == stop
+        if done.all():
+            break
+    texts = []
+    for row in tokens.tolist():
+        row = row[:row.index(stop)] if stop in row else row
+        texts.append(tokenizer.decode(row, skip_special_tokens=True).strip())
+    return texts
+
+
 class BaseUMM(nn.Module):
     """What an adapter implements. Pixels are ``[B, 3, H, W]`` in [-1, 1].
 
@@ -355,6 +385,38 @@ class BaseUMM(nn.Module):
         image ``i``; the image belongs to the first user turn.
         """
         raise NotImplementedError
+
+    def question_condition(self, und_pixels, questions):
+        """Images and one question each -> the image-to-text prompt in the
+        format :meth:`understanding_loss` trains on, up to where the answer
+        begins (its last position predicts the answer's first token), and
+        the id of the token that ends an answer: what :meth:`describe`
+        decodes from; a family without image-to-text has none."""
+        raise NotImplementedError(
+            f'{type(self).__name__} does not describe images: it has no '
+            'question_condition (image-to-text prompt) to decode from')
+
+    def question_rows(self, questions, num_image_tokens):
+        """``conversation_tokens`` of each question with an empty answer,
+        cut where the answer's labels begin; and the token that ends an
+        answer (its last label). For :meth:`question_condition`."""
+        rows = []
+        for question in questions:
+            row, labels = self.conversation_tokens([(question, '')],
+                                                   num_image_tokens)
+            start = next(i for i, label in enumerate(labels) if label != -100)
+            rows.append(row[:start])
+        return rows, labels[-1]
+
+    def describe(self, und_pixels, questions, max_new_tokens=64):
+        """Greedy image-to-text: one answer per image to its question, the
+        decoded text up to the family's end-of-answer token. Validation on
+        understanding runs it (``RecAModel.predict`` on rows with
+        ``conversations``)."""
+        condition, stop = self.question_condition(und_pixels,
+                                                  list(questions))
+        return greedy_answers(self.backbone, self.lm_head, self.tokenizer,
+                              condition, stop, max_new_tokens)
 
     def generate(self, condition, generator=None, **sampling):
         """Sample images for ``condition``; returns pixels in [-1, 1]."""

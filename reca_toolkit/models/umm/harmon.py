@@ -385,6 +385,11 @@ class HarmonUMM(BaseUMM):
         condition, labels = self._rows(rows, image_embeds, labels)
         return answer_loss(self.llm, self.lm_head, condition, labels)
 
+    def question_condition(self, und_pixels, questions):
+        image_embeds = self.encode_understanding(und_pixels)
+        rows, stop = self.question_rows(questions, image_embeds.shape[1])
+        return self._rows(rows, image_embeds), stop
+
     def generate(self, condition, generator=None, **sampling):
         scale = sampling.get('guidance_scale', self.mar.guidance_scale)
         rows = Condition.cat([condition, self.null_condition(condition)]) \

@@ -426,6 +426,12 @@ class JanusProUMM(BaseUMM):
                            Condition(self._embed(ids, image_embeds), mask),
                            labels, self.ce_chunk_size)
 
+    def question_condition(self, und_pixels, questions):
+        image_embeds = self.encode_understanding(und_pixels)
+        rows, stop = self.question_rows(questions, image_embeds.shape[1])
+        ids, mask = self._left_pad(rows)
+        return Condition(self._embed(ids, image_embeds), mask), stop
+
     def generate(self, condition, generator=None, **sampling):
         codes = self.generator.sample(
             self.language_model, condition, self.null_condition(condition),

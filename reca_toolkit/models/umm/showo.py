@@ -525,18 +525,31 @@ class ShowoUMM(BaseUMM):
                 break
         return row, labels
 
-    def understanding_loss(self, und_pixels, conversations):
+    def _answer_embeds(self, und_pixels):
+        """Image-to-text's image embeddings: CLIP features with CLIP's
+        normalisation, or the VQ codes' embeddings."""
         if self.understanding == 'clip':
-            embeds = self._project(self._clip_features(und_pixels,
-                                                       normalize=True))
-        else:
-            embeds = self._code_embeds(self.gen_tokenizer.encode(und_pixels))
-        rows, labels = zip(*(self.conversation_tokens(turns, embeds.shape[1])
-                             for turns in conversations))
+            return self._project(self._clip_features(und_pixels,
+                                                     normalize=True))
+        return self._code_embeds(self.gen_tokenizer.encode(und_pixels))
+
+    def _answer_condition(self, rows, embeds):
         condition = self._condition(rows, embeds)
         # Left padding: real tokens at 0, 1, ... as upstream's right
         # padding has them.
         condition.positions = None
+        return condition
+
+    def question_condition(self, und_pixels, questions):
+        embeds = self._answer_embeds(und_pixels)
+        rows, stop = self.question_rows(questions, embeds.shape[1])
+        return self._answer_condition(rows, embeds), stop
+
+    def understanding_loss(self, und_pixels, conversations):
+        embeds = self._answer_embeds(und_pixels)
+        rows, labels = zip(*(self.conversation_tokens(turns, embeds.shape[1])
+                             for turns in conversations))
+        condition = self._answer_condition(rows, embeds)
         length = condition.mask.shape[1]
         target = torch.full((len(rows), length), -100, dtype=torch.long)
         for i, row_labels in enumerate(labels):
