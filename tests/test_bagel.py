@@ -2,11 +2,16 @@
 the packed splits' attention and rotary positions, SigLIP at layer -2, the
 fixed embeddings, upstream's key names and the weights folder. What every
 family does is in test_umm_conformance.py."""
+import base64
+import io
+import json
 import math
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import random_images, to_float
 from test_umm_conformance import FAMILIES, build
@@ -270,6 +275,27 @@ def test_edit_samples_three_branches_seeded(umm):
     assert torch.equal(first, again)
 
 
+def test_edits_keep_each_sources_shape():
+    """Sources of two shapes in one batch (AspectViews' list): each row is
+    edited at its own shape, ViT grid and latent grid alike, and the same
+    source edited alone gives the same image."""
+    model = build(BAGEL).eval()
+    umm = model.umm
+    step = umm.gen_tokenizer.downsample * umm.gen_tokenizer.patch_size
+    patch = umm.vit.config.patch_size
+    shapes = [(2, 3), (3, 2)]  # in tokens and patches
+    gen = [torch.rand(3, h * step, w * step) * 2 - 1 for h, w in shapes]
+    und = [torch.rand(3, h * patch, w * patch) * 2 - 1 for h, w in shapes]
+    batch = dict(und_pixels=und, gen_pixels=gen, seed=torch.tensor([1, 2]),
+                 instruction=['Make it red.', 'Add a circle.'])
+    results = model.predict(dict(edit=batch))
+    assert [tuple(r['pred'].shape) for r in results] == [
+        (3, h * step, w * step) for h, w in shapes]
+    alone = model.edit(und[1][None], ['Add a circle.'], seed=2,
+                       source_pixels=gen[1][None])
+    torch.testing.assert_close(results[1]['pred'], alone[0])
+
+
 # understanding ---------------------------------------------------------------
 def test_vit_is_siglip_up_to_its_second_to_last_layer(umm):
     """At the full position grid (64 px, 8 x 8 patches) the features equal
@@ -507,7 +533,6 @@ def fsdp_options():
 
 
 def _train_demo(rank, world, port, out, options):
-    import json
     import os
     from mmengine.hooks import Hook
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port),
@@ -555,7 +580,6 @@ def test_fsdp_on_two_processes_trains_as_one_process(tmp_path,
     the losses and global gradient norms of one process on the whole
     batch. A bfloat16 understanding expert beside the float32 generation
     expert cannot be flattened into one unit: the config keeps float32."""
-    import json
     import torch.multiprocessing as mp
     from test_distributed import free_port
     for name in ('fsdp', 'single'):
@@ -612,3 +636,77 @@ def test_demo_logs_reconstruction_prompt_and_edit_grids(tmp_path):
     build_runner(cfg).train()
     grids = {p.stem for p in tmp_path.glob('*/vis_data/vis_image/*.png')}
     assert grids == {'reconstruction_1', 'prompts_1', 'edits_1'}
+
+
+class _Judge(BaseHTTPRequestHandler):
+    """An OpenAI-compatible judge on loopback that rates every edit
+    A: 4, B: 3, C: 5 and records the image sizes it was shown."""
+    shown = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
+        images = [part for part in body['messages'][-1]['content']
+                  if part['type'] == 'image_url']
+        for part in images:
+            data = base64.b64decode(part['image_url']['url'].split(',')[1])
+            _Judge.shown.append(Image.open(io.BytesIO(data)).size)
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(json.dumps({'choices': [{'message': {
+            'content': 'A: 4\nB: 3\nC: 5'}}]}).encode())
+
+    def log_message(self, *args):
+        pass
+
+
+def test_imgedit_runs_on_bagel_through_tools_test_keeping_aspect(
+        tmp_path, monkeypatch):
+    """tools/test.py with the BAGEL editing path on an ImgEdit-layout folder
+    of a wide and a tall source (AspectViews as the BAGEL preset, at tiny
+    bounds): each edit keeps its source's aspect, the judge sees source and
+    edit, and the metric scores both."""
+    import threading
+    from http.server import HTTPServer
+    from conftest import REPO
+    from test_train_e2e import run_tool
+    images = tmp_path / 'images'
+    images.mkdir()
+    Image.new('RGB', (48, 24), (200, 30, 30)).save(images / 'wide.png')
+    Image.new('RGB', (24, 48), (30, 30, 200)).save(images / 'tall.png')
+    (tmp_path / 'singleturn.json').write_text(json.dumps({
+        '1': dict(id='wide.png', prompt='Make it green.', edit_type='adjust'),
+        '2': dict(id='tall.png', prompt='Add a circle.', edit_type='add')}))
+    (tmp_path / 'judge_prompt.json').write_text(json.dumps({
+        'adjust': 'Rate: <edit_prompt>', 'add': 'Rate: <edit_prompt>'}))
+    httpd = HTTPServer(('127.0.0.1', 0), _Judge)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    config = tmp_path / 'bagel_imgedit.py'
+    config.write_text(f'''_base_ = [
+    '{REPO}/configs/_base_/models/bagel_tiny.py',
+    '{REPO}/configs/_base_/datasets/imgedit.py',
+    '{REPO}/configs/_base_/default_runtime.py',
+]
+test_dataloader = dict(num_workers=0, dataset=dict(
+    annotation='{tmp_path}/singleturn.json', image_root='{images}',
+    pipeline=[dict(type='LoadImage'),
+              dict(type='AspectViews', und=(32, 16, 8), gen=(32, 16, 4))]))
+test_evaluator = dict(
+    judge_prompts='{tmp_path}/judge_prompt.json', out_dir='{tmp_path}/out',
+    judge=dict(base_url='http://127.0.0.1:{httpd.server_port}/v1',
+               api_key_env='TEST_JUDGE_KEY', backoff=0))
+custom_hooks = [dict(type='EvalSampleGridHook', num_images=2)]
+''')
+    monkeypatch.setenv('TEST_JUDGE_KEY', 'sk-test')
+    try:
+        proc = run_tool('tools/test.py', config, '--work-dir',
+                        tmp_path / 'work')
+    finally:
+        httpd.shutdown()
+    # 48 x 24 -> long side 32 (multiples of 4: 32 x 16), likewise tall.
+    edits = {p.stem: Image.open(p).size for p in (tmp_path / 'out').glob(
+        '*.png')}
+    assert edits == {'1': (32, 16), '2': (16, 32)}
+    assert sorted(_Judge.shown) == sorted([(48, 24), (32, 16), (24, 48),
+                                           (16, 32)])
+    assert 'imgedit/overall: 4.0000' in proc.stdout + proc.stderr
+    assert list((tmp_path / 'work').glob('*/vis_data/vis_image/*.png'))

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from reca_toolkit.datasets import (CaptionedImages, ImageFolder,
+from reca_toolkit.datasets import (AspectViews, CaptionedImages, ImageFolder,
                                    ImageLoadError, ImageViews, LoadImage,
                                    MultiSourceBatchSampler, MultiSourceDataset,
                                    MultiSourceSampler, SampleKey, ShapeScenes,
@@ -324,6 +324,43 @@ def test_image_views_invalid_mode_names_valid_modes():
         ImageViews(und_size=8, mode='letterbox')
     for name in ('letterbox', 'center_crop', 'pad', 'stretch'):
         assert name in str(info.value)
+
+
+@pytest.mark.parametrize('size, bounds, expected', [
+    # 1600 x 1200, VAE bounds: the long side to 1024 (scale 0.64).
+    ((1600, 1200), (1024, 512, 16), (1024, 768)),
+    # The ViT's: 980 x 735, the short side rounded to 52 patches (52.5
+    # rounds to even, as upstream's Python round).
+    ((1600, 1200), (980, 378, 14), (980, 728)),
+    # Small: enlarged until the short side is 512 (2.56), never the long.
+    ((300, 200), (1024, 512, 16), (768, 512)),
+    # 8:1: the short side's minimum gives 4096 x 512; above 14*14*9*1024
+    # pixels it shrinks by the area ratio (0.861: 3520 x 448), then the
+    # long side back to 1024 (1024 x 130.3 -> 128).
+    ((4000, 500), (1024, 512, 16), (1024, 128)),
+])
+def test_aspect_size_is_bagels_resize_by_hand(size, bounds, expected):
+    from reca_toolkit.datasets.transforms.views import aspect_size
+    assert aspect_size(*size, *bounds) == expected
+
+
+def test_aspect_views_keep_the_shape_and_collate_as_a_list():
+    from reca_toolkit.models.data_preprocessor import RecADataPreprocessor
+    transform = AspectViews(und=(32, 8, 4), gen=(64, 32, 8))
+    wide = transform(dict(img=banded_image()))  # 32 x 16: kept; doubled
+    assert wide['und_pixels'].shape == (3, 16, 32)
+    assert wide['gen_pixels'].shape == (3, 32, 64)
+    tall = transform(dict(img=banded_image().transpose(Image.ROTATE_90)))
+    assert tall['gen_pixels'].shape == (3, 64, 32)
+    batch = collate_by_source([dict(wide, source='edit'),
+                               dict(tall, source='edit')])
+    pixels = batch['inputs']['edit']['gen_pixels']
+    assert isinstance(pixels, list) and [p.shape[1:] for p in pixels] == [
+        (32, 64), (64, 32)]
+    data = RecADataPreprocessor()(batch)['inputs']['edit']['gen_pixels']
+    assert all(p.dtype == torch.float32 and p.min() >= -1 for p in data)
+    with pytest.raises(ValueError, match='max_size, min_size, stride'):
+        AspectViews(und=(32, 8))
 
 
 # --------------------------------------------------------------------------

@@ -146,6 +146,7 @@ CASES = {
     'TRANSFORMS': {
         'LoadImage': ({}, {}),
         'ImageViews': (dict(und_size=32, gen_size=64), {}),
+        'AspectViews': (dict(gen=(1024, 512, 16)), {}),
     },
     'FUNCTIONS': {'collate_by_source': (None, None),
                   'transformer_layer_wrap_policy': (None, None),

@@ -4,12 +4,13 @@ from .multi_source import MultiSourceDataset, SampleKey, collate_by_source
 from .samplers import MultiSourceBatchSampler, MultiSourceSampler
 from .shapes import ShapeScenes
 from .source import Source
-from .transforms import ImageLoadError, ImageViews, LoadImage, load_image
+from .transforms import (AspectViews, ImageLoadError, ImageViews, LoadImage,
+                         load_image)
 
 __all__ = ['CaptionedImages', 'ImageFolder', 'MultiSourceDataset',
            'SampleKey', 'collate_by_source', 'MultiSourceBatchSampler',
            'MultiSourceSampler', 'ShapeScenes', 'Source', 'ImageLoadError',
-           'ImageViews', 'LoadImage', 'load_image']
+           'ImageViews', 'AspectViews', 'LoadImage', 'load_image']
 from .geneval_prompts import GenEvalPrompts  # noqa: E402
 from .geneval_shapes import GenEvalShapesPrompts  # noqa: E402
 from .prompts import PromptDataset  # noqa: E402

@@ -75,6 +75,9 @@ class MultiSourceDataset(Dataset):
 
 def _stack(values):
     if isinstance(values[0], torch.Tensor):
+        # Aspect-kept views (AspectViews) differ in shape: a list.
+        if any(v.shape != values[0].shape for v in values):
+            return list(values)
         return torch.stack(values)
     if isinstance(values[0], (int, float)) and not isinstance(values[0], bool):
         return torch.tensor(values)
@@ -85,8 +88,9 @@ def _stack(values):
 def collate_by_source(samples):
     """Samples -> ``dict(inputs={source: batch}, data_samples=...)``.
 
-    Each source's samples become one batch: tensors stacked, numbers as a
-    tensor, anything else (captions, conversations, paths) as a list.
+    Each source's samples become one batch: tensors stacked (a list where
+    their shapes differ), numbers as a tensor, anything else (captions,
+    conversations, paths) as a list.
     """
     grouped = {}
     for sample in samples:

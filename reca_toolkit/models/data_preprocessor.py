@@ -18,6 +18,8 @@ class RecADataPreprocessor(BaseDataPreprocessor):
         data = self.cast_data(data)
         for batch in data['inputs'].values():
             for key in PIXEL_KEYS:
-                if key in batch:
+                if isinstance(batch.get(key), list):  # differing shapes
+                    batch[key] = [v.float() / 127.5 - 1 for v in batch[key]]
+                elif key in batch:
                     batch[key] = batch[key].float() / 127.5 - 1
         return data

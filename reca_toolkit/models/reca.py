@@ -6,6 +6,14 @@ from torch import nn
 from reca_toolkit.registry import MODELS, OBJECTIVES, UMMS
 
 
+def one_row(pixels, i, n):
+    """Row ``i`` of a batch of pixels (a tensor, or a list of differently
+    shaped ones) repeated ``n`` times, ``[n, 3, H, W]``."""
+    row = pixels[i:i + 1] if isinstance(pixels, torch.Tensor) \
+        else pixels[i][None]
+    return row.expand(n, -1, -1, -1)
+
+
 @MODELS.register_module()
 class RecAModel(BaseModel):
     """A UMM trained with a weighted sum of objectives, one backward a step.
@@ -130,10 +138,10 @@ class RecAModel(BaseModel):
             else:
                 source = batch.get('gen_pixels')
                 images = self.edit(
-                    batch['und_pixels'][i:i + 1].expand(n, -1, -1, -1),
+                    one_row(batch['und_pixels'], i, n),
                     [batch['instruction'][i]] * n, seed=seeds[i],
                     source_pixels=None if source is None else
-                    source[i:i + 1].expand(n, -1, -1, -1))
+                    one_row(source, i, n))
             yield dict(pred=images if counts else images[0])
 
     def predict(self, inputs):

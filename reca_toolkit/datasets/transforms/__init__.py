@@ -1,4 +1,5 @@
 from .loading import ImageLoadError, LoadImage, load_image
-from .views import ImageViews
+from .views import AspectViews, ImageViews
 
-__all__ = ['ImageLoadError', 'LoadImage', 'load_image', 'ImageViews']
+__all__ = ['ImageLoadError', 'LoadImage', 'load_image', 'ImageViews',
+           'AspectViews']

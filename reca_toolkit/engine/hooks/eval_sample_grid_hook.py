@@ -1,5 +1,6 @@
 """Image grids of what an evaluation generated, logged with its scalars."""
 import torch
+import torch.nn.functional as F
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
@@ -44,7 +45,12 @@ class EvalSampleGridHook(Hook):
 
     def _log(self, runner, name, step):
         if self.images and is_main_process():
-            grid = make_grid(torch.stack(self.images),
+            # Edits keep their source's shape: tiles take the first's.
+            size = self.images[0].shape[-2:]
+            tiles = [F.interpolate(image[None], size=size, mode='bilinear')[0]
+                     if image.shape[-2:] != size else image
+                     for image in self.images]
+            grid = make_grid(torch.stack(tiles),
                              ncols=min(self.ncols, len(self.images)),
                              captions=[p or 'reconstruction'
                                        for p in self.prompts])

@@ -762,7 +762,11 @@ class BagelUMM(BaseUMM):
             with torch.no_grad() if self.is_frozen('vit') else \
                     contextlib.nullcontext():
                 und_features = self.understanding_features(und_pixels)
-        h, w = self._vit_grid(und_features.shape[1])
+            patch = self.vit.config.patch_size
+            h, w = (und_pixels.shape[-2] // patch,
+                    und_pixels.shape[-1] // patch)
+        else:
+            h, w = self._vit_grid(und_features.shape[1])
         x = self.connector(und_features.to(self.connector.fc1.weight.dtype))
         return x + self.vit_pos_embed(h, w).to(x.device, x.dtype)
 
@@ -920,14 +924,15 @@ class BagelUMM(BaseUMM):
         (``image_guidance_scale``, 1.5), with 'text_channel' renorm.
 
         ``source_pixels``: the source at the generation size (the VAE
-        view); ``und_pixels`` at the ViT's.
+        view); ``und_pixels`` at the ViT's. The edit has the source's shape
+        (upstream keeps the source's aspect: ``AspectViews``).
         """
         full, no_text, no_image = self.edit_conditions(
             und_pixels, instructions, source_pixels, generator)
         rows = Condition.cat([full, no_text, no_image])
         scales = (sampling.pop('guidance_scale', self.flow.guidance_scale),
                   image_guidance_scale)
-        grid = self.gen_tokenizer.grid(self.image_size)
+        grid = self.gen_tokenizer.grid(tuple(source_pixels.shape[-2:]))
         shape = (len(full), grid[0] * grid[1], self.gen_tokenizer.token_dim)
         tokens = self.flow.sample(shape, self._denoiser(rows, grid),
                                   generator, guidance_scale=scales,
