@@ -93,6 +93,10 @@ def test_benchmark_reports_throughput_and_baseline(bench):
         assert 0.1 < run['peak_memory_gib'] <= child_rss_gib
         assert len(run['losses']) == 3
         assert all(map(math.isfinite, run['losses']))
+    # Both runs start from the same weights: the naive switches change
+    # kernels, not the model, so the first losses agree.
+    assert bench['optimised']['losses'][0] == pytest.approx(
+        bench['baseline']['losses'][0], rel=1e-4)
     # Two timed steps of each run fit in the tool's wall time.
     assert 2 * (bench['optimised']['step_time_s'] +
                 bench['baseline']['step_time_s']) < wall

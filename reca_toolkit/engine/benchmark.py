@@ -96,6 +96,9 @@ def _precision(cfg, device):
 
 
 def _build(cfg, device, meta_init):
+    # The same random weights for the optimised run and its naive baseline,
+    # so that their losses are comparable step by step.
+    torch.manual_seed(0)
     if meta_init:
         return materialize(build_weightless(cfg.model.to_dict()), device)
     return MODELS.build(cfg.model).to(device)
