@@ -5,7 +5,8 @@ iterations (checkpoint at 2), and an FSDP resume from iteration 2. Each fix
 of ``reca_toolkit/engine/fsdp.py`` has a regression check: the global
 gradient norm (fix 1), the optimizer resume (fixes 2, 3 and 5), the
 iteration a checkpoint records (fix 4); hybrid sharding over one shard
-group of 2 and over two of 1 (fix 6); and weight decay chosen by module,
+group of 2 and over two of 1 (fix 6), and over two of 2 on 4 processes; and
+weight decay chosen by module,
 not by the shards' shape (``engine/optim_constructor.py``). The schedule
 warms up over the 4 iterations, so a resume that restarts it ends on other
 weights.
@@ -85,10 +86,21 @@ def _run(config, out, rank, resume_from=None, options=None):
     return runner
 
 
-def _workers(rank, port, out):
+def _environment(rank, port, world):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port),
-                      RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2',
-                      HF_HUB_OFFLINE='1')
+                      RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world), HF_HUB_OFFLINE='1')
+
+
+def _teardown():
+    # As tools/train.py ends (engine/launch.py, distributed): a gloo group
+    # left to interpreter exit can abort a rank.
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+
+
+def _workers(rank, port, out):
+    _environment(rank, port, 2)
     _run(DDP_CONFIG, out / 'ddp', rank)
     fsdp = _run(FSDP_CONFIG, out / 'fsdp', rank)
     # Fix 4: the iteration a caller passes is the one recorded.
@@ -99,10 +111,18 @@ def _workers(rank, port, out):
     for (replicas, shards), options in HYBRID.items():
         _run(FSDP_CONFIG, out / f'hybrid_{replicas}x{shards}', rank,
              options=options)
-    # As tools/train.py ends (engine/launch.py, distributed): a gloo group
-    # left to interpreter exit can abort a rank.
-    torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
+    _teardown()
+
+
+def read(out, name, world=2):
+    """Steps averaged over the ranks, as DDP averages; per-rank counts of
+    parameters with weight decay."""
+    ranks = [json.loads((out / name / f'steps_{r}.json').read_text())
+             for r in range(world)]
+    steps = [r['steps'] for r in ranks]
+    mean = [{k: sum(r[i][k] for r in steps) / world for k in steps[0][i]}
+            for i in range(len(steps[0]))]
+    return dict(steps=mean, decay_numel=[r['decay_numel'] for r in ranks])
 
 
 @pytest.fixture(scope='module')
@@ -110,21 +130,9 @@ def spawned(tmp_path_factory):
     out = tmp_path_factory.mktemp('fsdp')
     mp.start_processes(_workers, nprocs=2, start_method='spawn',
                        args=(free_port(), out))
-
-    def read(name):
-        """Steps averaged over the ranks, as DDP averages; per-rank counts
-        of parameters with weight decay."""
-        ranks = [json.loads((out / name / f'steps_{r}.json').read_text())
-                 for r in range(2)]
-        steps = [r['steps'] for r in ranks]
-        mean = [{k: sum(r[i][k] for r in steps) / 2 for k in steps[0][i]}
-                for i in range(len(steps[0]))]
-        return dict(steps=mean, decay_numel=[r['decay_numel']
-                                             for r in ranks])
-
     names = ['ddp', 'fsdp', 'resumed'] + [f'hybrid_{r}x{s}'
                                           for r, s in HYBRID]
-    return out, {name: read(name) for name in names}
+    return out, {name: read(out, name) for name in names}
 
 
 def test_fsdp_losses_and_grad_norm_equal_ddp(spawned):
@@ -188,6 +196,33 @@ def test_hybrid_shard_trains_as_ddp(spawned, mesh):
     for name, value in ddp.items():
         torch.testing.assert_close(weights[name], value, atol=1e-4,
                                    rtol=1e-4)
+
+
+def _four_workers(rank, port, out):
+    _environment(rank, port, 4)
+    # Half the per-rank batch: the global batch, hence the samples of each
+    # step (the data sampler's guarantee), of the 2-process runs.
+    _run(FSDP_CONFIG, out / 'hybrid', rank, options={
+        'train_dataloader.batch_size': 2, 'strategy.num_shards': 2,
+        'strategy.model_wrapper.sharding_strategy': 'HYBRID_SHARD'})
+    _teardown()
+
+
+def test_hybrid_shard_over_two_pairs_trains_as_ddp(spawned, tmp_path):
+    """4 processes on a 2 x 2 mesh, the case of several nodes (each
+    parameter sharded within a pair, the pairs' gradients all-reduced),
+    against 2-process DDP on the same global batch."""
+    mp.start_processes(_four_workers, nprocs=4, start_method='spawn',
+                       args=(free_port(), tmp_path))
+    hybrid = read(tmp_path, 'hybrid', world=4)['steps']
+    for reference, step in zip(spawned[1]['ddp']['steps'], hybrid,
+                               strict=True):
+        for key, value in reference.items():
+            assert step[key] == pytest.approx(value, abs=1e-4), key
+    norms = [[s['grad_norm'] for s in json.loads(
+        (tmp_path / 'hybrid' / f'steps_{r}.json').read_text())['steps']]
+        for r in range(4)]
+    assert all(n == pytest.approx(norms[0], abs=1e-6) for n in norms)
 
 
 def test_num_shards_must_divide_the_world_and_needs_hybrid():
