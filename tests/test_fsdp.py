@@ -5,9 +5,9 @@ iterations (checkpoint at 2), and an FSDP resume from iteration 2. Each fix
 of ``reca_toolkit/engine/fsdp.py`` has a regression check: the global
 gradient norm (fix 1), the optimizer resume (fixes 2, 3 and 5), the
 iteration a checkpoint records (fix 4); hybrid sharding over one shard
-group of 2 and over two of 1 (fix 6), and over two of 2 on 4 processes; and
-weight decay chosen by module,
-not by the shards' shape (``engine/optim_constructor.py``). The schedule
+group of 2 and over two of 1 (fix 6), and over two of 2 on 4 processes;
+and weight decay chosen by module, not by the shards' shape
+(``engine/optim_constructor.py``). The schedule
 warms up over the 4 iterations, so a resume that restarts it ends on other
 weights.
 """
