@@ -31,6 +31,8 @@ PARAMS = {'janus_pro': 2_076_636_811, 'janus_pro_7b': 7_407_800_000}
 # (published count) + MAR + projections + KL-16, each part checked against
 # its hand sum in tests/test_harmon_sizing.py.
 PARAMS.update(harmon_0_5b=770_417_779, harmon_1_5b=2_559_228_915)
+ONE_PER_FAMILY = ('janus_pro.py', 'harmon_0_5b.py', 'showo_512.py',
+                  'bagel.py')
 
 
 @pytest.fixture(scope='module')
@@ -146,9 +148,11 @@ def test_estimate_every_reca_config_without_weights(name):
     assert gib['gradients'] == pytest.approx(
         4 * estimate['trainable_params'] / 2**30)
     assert gib['optimizer'] == pytest.approx(2 * gib['gradients'])
-    # Activations grow with the batch, about linearly.
-    doubled = estimate_memory(cfg, batch_size=4)['gib']['activations']
-    assert 1.9 < doubled / gib['activations'] < 2.2
+    # Activations grow with the batch, about linearly (checked on one
+    # real-size config per family: a second meta step each).
+    if name in ONE_PER_FAMILY:
+        doubled = estimate_memory(cfg, batch_size=4)['gib']['activations']
+        assert 1.9 < doubled / gib['activations'] < 2.2
     assert estimate['total_gib'] == pytest.approx(sum(gib.values()))
 
 
