@@ -408,6 +408,7 @@ class BaseUMM(nn.Module):
             rows.append(row[:start])
         return rows, labels[-1]
 
+    @torch.no_grad()
     def describe(self, und_pixels, questions, max_new_tokens=64):
         """Greedy image-to-text: one answer per image to its question, the
         decoded text up to the family's end-of-answer token. Validation on
