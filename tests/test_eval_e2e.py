@@ -154,3 +154,15 @@ def test_card_refuses_a_changed_checkpoint_or_prompt_suite(evaluated,
     tampered.write_text(json.dumps(card))
     with pytest.raises(ValueError, match='has SHA-256'):
         run_test(card=str(tampered), work_dir=str(tmp_path / 'b'))
+
+
+def test_card_lists_each_set_of_an_evaluation_of_several():
+    from reca_toolkit.evaluation.card import dataset_infos
+    from reca_toolkit.registry import DATASETS
+    sets = DATASETS.build(dict(type='EvalSets', datasets=[
+        dict(type='GenEvalShapesPrompts', num_prompts=6),
+        dict(type='HeldOutImages', name='describe',
+             source=dict(type='ShapeScenes', num_scenes=2))]))
+    infos = dataset_infos(sets)
+    assert [i['source'] for i in infos] == ['geneval_shapes', 'describe']
+    assert infos[0]['num_prompts'] == 6 and infos[1]['num_images'] == 2

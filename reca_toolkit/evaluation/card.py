@@ -55,6 +55,12 @@ def _card_infos(objects):
     return [o.card_info() for o in objects if hasattr(o, 'card_info')]
 
 
+def dataset_infos(dataset):
+    """The card entries of an evaluation dataset: one per evaluation set,
+    the sets of an ``EvalSets`` each with its own."""
+    return _card_infos(getattr(dataset, 'datasets', [dataset]))
+
+
 def build_card(cfg, checkpoint, runner, metrics):
     """The card of a finished test run."""
     loop = runner.test_loop
@@ -80,7 +86,7 @@ def build_card(cfg, checkpoint, runner, metrics):
                    pretrained=weights_info(umm_cfg.get('pretrained'))),
         checkpoint=checkpoint_info(checkpoint),
         sampling=sampling,
-        datasets=_card_infos([loop.dataloader.dataset]),
+        datasets=dataset_infos(loop.dataloader.dataset),
         evaluator=metric_infos,
         metrics={k: float(v) if isinstance(v, (int, float)) else v
                  for k, v in metrics.items()},
@@ -148,7 +154,7 @@ def verify_card(card, path='card'):
                              f"{digest}, the card recorded {ckpt['sha256']}")
     recorded = {d['source']: d for d in card['datasets']}
     dataset = DATASETS.build(card['config']['test_dataloader']['dataset'])
-    for info in _card_infos([dataset]):
+    for info in dataset_infos(dataset):
         for key, what in (('prompt_sha256', 'prompts'),
                           ('data_sha256', 'images')):
             old = recorded.get(info['source'], {}).get(key)
