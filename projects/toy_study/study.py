@@ -31,6 +31,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -112,6 +113,12 @@ def arms(toy):
     return table
 
 
+# Runs train in parallel subprocesses, but score in this process one at a
+# time: two threads building models at once race in diffusers' lazy imports
+# ("cannot import name 'AutoencoderKL' from 'diffusers'", seen once).
+SCORING = threading.Lock()
+
+
 def result_file(out, arm, seed):
     found = sorted((out / arm / f'seed_{seed}').glob('*/before_after.json'))
     return found[-1] if found else None
@@ -121,8 +128,11 @@ def run_one(out, toy, arm, seed, extra):
     work_dir = out / arm / f'seed_{seed}'
     config, options = arms(toy)[arm]
     batched = toy in BATCHED_TOYS
-    if result_file(out, arm, seed):
-        message = f'{arm} seed {seed}: done before'
+    if result_file(out, arm, seed) or batched and any(
+            work_dir.glob('iter_*.pth')):
+        # (A batched toy's run is scored after training: its checkpoint,
+        # written once at the end, says the training finished.)
+        message = f'{arm} seed {seed}: trained before'
     else:
         options = options + [f'randomness.seed={seed}',
                              f'{PROMPTS}.seed={1000 * seed}'
@@ -141,6 +151,16 @@ def run_one(out, toy, arm, seed, extra):
         message = f'{arm} seed {seed}: finished'
     checkpoints = sorted(work_dir.glob('iter_*.pth'),
                          key=lambda p: int(p.stem.split('_')[1]))
+    with SCORING:
+        score_run(out, arm, seed, config, work_dir, checkpoints, batched,
+                  extra)
+    return message
+
+
+def score_run(out, arm, seed, config, work_dir, checkpoints, batched,
+              extra):
+    """A finished run's GenEval-Shapes (batched toys) and understanding
+    scores, each kept once written."""
     if checkpoints and batched and not result_file(out, arm, seed):
         # The "before" of this seed is the pretrained model's, once.
         before = cached(out / f'geneval_before_seed_{seed}.json', geneval,
@@ -154,7 +174,6 @@ def run_one(out, toy, arm, seed, extra):
     if checkpoints:
         cached(work_dir / 'understanding.json', understanding, config,
                checkpoints[-1], extra)
-    return message
 
 
 def load(config, checkpoint=None, cfg_options=()):
