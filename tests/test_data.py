@@ -359,6 +359,11 @@ def test_aspect_views_keep_the_shape_and_collate_as_a_list():
         (32, 64), (64, 32)]
     data = RecADataPreprocessor()(batch)['inputs']['edit']['gen_pixels']
     assert all(p.dtype == torch.float32 and p.min() >= -1 for p in data)
+    batch = collate_by_source([dict(wide, source='edit'),
+                               dict(tall, source='edit')])
+    with pytest.raises(ValueError, match="und_pixels of source 'edit' "
+                       r'differ in shape .*one size per source'):
+        RecADataPreprocessor()(batch, training=True)
     with pytest.raises(ValueError, match='max_size, min_size, stride'):
         AspectViews(und=(32, 8))
 
