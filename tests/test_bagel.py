@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import math
-from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
@@ -638,27 +637,6 @@ def test_demo_logs_reconstruction_prompt_and_edit_grids(tmp_path):
     assert grids == {'reconstruction_1', 'prompts_1', 'edits_1'}
 
 
-class _Judge(BaseHTTPRequestHandler):
-    """An OpenAI-compatible judge on loopback that rates every edit
-    A: 4, B: 3, C: 5 and records the image sizes it was shown."""
-    shown = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
-        images = [part for part in body['messages'][-1]['content']
-                  if part['type'] == 'image_url']
-        for part in images:
-            data = base64.b64decode(part['image_url']['url'].split(',')[1])
-            _Judge.shown.append(Image.open(io.BytesIO(data)).size)
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(json.dumps({'choices': [{'message': {
-            'content': 'A: 4\nB: 3\nC: 5'}}]}).encode())
-
-    def log_message(self, *args):
-        pass
-
-
 def test_imgedit_runs_on_bagel_through_tools_test_keeping_aspect(
         tmp_path, monkeypatch):
     """tools/test.py with the BAGEL editing path on an ImgEdit-layout folder
@@ -668,6 +646,7 @@ def test_imgedit_runs_on_bagel_through_tools_test_keeping_aspect(
     import threading
     from http.server import HTTPServer
     from conftest import REPO
+    from test_eval_judges import Handler
     from test_train_e2e import run_tool
     images = tmp_path / 'images'
     images.mkdir()
@@ -678,7 +657,10 @@ def test_imgedit_runs_on_bagel_through_tools_test_keeping_aspect(
         '2': dict(id='tall.png', prompt='Add a circle.', edit_type='add')}))
     (tmp_path / 'judge_prompt.json').write_text(json.dumps({
         'adjust': 'Rate: <edit_prompt>', 'add': 'Rate: <edit_prompt>'}))
-    httpd = HTTPServer(('127.0.0.1', 0), _Judge)
+    # The loopback judge rates every edit A: 4, B: 3, C: 5.
+    Handler.requests, Handler.statuses = [], []
+    monkeypatch.setattr(Handler, 'reply', 'A: 4\nB: 3\nC: 5')
+    httpd = HTTPServer(('127.0.0.1', 0), Handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     config = tmp_path / 'bagel_imgedit.py'
     config.write_text(f'''_base_ = [
@@ -702,11 +684,16 @@ custom_hooks = [dict(type='EvalSampleGridHook', num_images=2)]
                         tmp_path / 'work')
     finally:
         httpd.shutdown()
+    shown = [Image.open(io.BytesIO(base64.b64decode(
+        part['image_url']['url'].split(',')[1]))).size
+        for _, _, body in Handler.requests
+        for part in body['messages'][-1]['content']
+        if part['type'] == 'image_url']
     # 48 x 24 -> long side 32 (multiples of 4: 32 x 16), likewise tall.
     edits = {p.stem: Image.open(p).size for p in (tmp_path / 'out').glob(
         '*.png')}
     assert edits == {'1': (32, 16), '2': (16, 32)}
-    assert sorted(_Judge.shown) == sorted([(48, 24), (32, 16), (24, 48),
+    assert sorted(shown) == sorted([(48, 24), (32, 16), (24, 48),
                                            (16, 32)])
     assert 'imgedit/overall: 4.0000' in proc.stdout + proc.stderr
     assert list((tmp_path / 'work').glob('*/vis_data/vis_image/*.png'))

@@ -183,6 +183,7 @@ def test_judge_template_must_hold_its_placeholders(tmp_path):
 class Handler(BaseHTTPRequestHandler):
     requests = []
     statuses = []
+    reply = 'Yes, it is.'
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
@@ -193,7 +194,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if status == 200:
             self.wfile.write(json.dumps({'choices': [{'message': {
-                'content': 'Yes, it is.'}}]}).encode())
+                'content': Handler.reply}}]}).encode())
 
     def log_message(self, *args):
         pass
