@@ -57,11 +57,14 @@ class Recorder(Hook):
             decay_numel=sum(p.numel() for p in decay['params']))))
 
 
-# (replicas, shards) -> strategy options of a hybrid-sharded run
-HYBRID = {(1, 2): {'strategy.num_shards': 2,
-                   'strategy.model_wrapper.sharding_strategy': 'HYBRID_SHARD'},
-          (2, 1): {'strategy.num_shards': 1,
-                   'strategy.model_wrapper.sharding_strategy': 'HYBRID_SHARD'}}
+def hybrid(num_shards):
+    """The options of a run hybrid-sharded over ``num_shards`` processes."""
+    return {'strategy.num_shards': num_shards,
+            'strategy.model_wrapper.sharding_strategy': 'HYBRID_SHARD'}
+
+
+# (replicas, shards) of the 2-process hybrid runs
+HYBRID = {(1, 2): hybrid(2), (2, 1): hybrid(1)}
 
 
 def _run(config, out, rank, resume_from=None, options=None):
@@ -202,9 +205,8 @@ def _four_workers(rank, port, out):
     _environment(rank, port, 4)
     # Half the per-rank batch: the global batch, hence the samples of each
     # step (the data sampler's guarantee), of the 2-process runs.
-    _run(FSDP_CONFIG, out / 'hybrid', rank, options={
-        'train_dataloader.batch_size': 2, 'strategy.num_shards': 2,
-        'strategy.model_wrapper.sharding_strategy': 'HYBRID_SHARD'})
+    _run(FSDP_CONFIG, out / 'hybrid', rank,
+         options={'train_dataloader.batch_size': 2, **hybrid(2)})
     _teardown()
 
 
