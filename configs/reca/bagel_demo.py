@@ -13,7 +13,7 @@
 _base_ = [
     '../_base_/models/bagel_tiny.py',
     '../_base_/datasets/shapes_demo.py',
-    '../_base_/default_runtime.py',
+    '../_base_/demo_runtime.py',
 ]
 image_size = 32
 
@@ -47,9 +47,7 @@ train_dataloader = dict(dataset=dict(sources=dict(
                pipeline=_views))))
 test_dataloader = dict(dataset=dict(source=dict(pipeline=_views)))
 
-default_hooks = dict(
-    logger=dict(interval=10),
-    checkpoint=dict(interval=100, max_keep_ckpts=2))
+# No validation, so no validation grid; edits show BAGEL's editing.
 custom_hooks = [
     dict(type='SampleGridHook', interval=100, num_images=8,
          prompts=['a red circle at the top left',
@@ -57,4 +55,3 @@ custom_hooks = [
          edits=['make the background white', 'add a red circle']),
     dict(type='SkippedImagesHook'),
 ]
-env_cfg = dict(dist_cfg=dict(backend='gloo'))

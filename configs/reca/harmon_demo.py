@@ -9,7 +9,7 @@
 _base_ = [
     '../_base_/models/harmon_tiny.py',
     '../_base_/datasets/shapes_demo.py',
-    '../_base_/default_runtime.py',
+    '../_base_/demo_runtime.py',
     '../_base_/schedules/demo_300_adamw.py',
 ]
 image_size = 32
@@ -21,17 +21,3 @@ train_dataloader = dict(dataset=dict(sources=dict(
     i2t=dict(pipeline=[dict(type='LoadImage'),
                        dict(type='ImageViews', und_size=image_size)]))))
 test_dataloader = dict(dataset=dict(source=dict(pipeline=_views)))
-
-default_hooks = dict(
-    logger=dict(interval=10),
-    checkpoint=dict(interval=100, max_keep_ckpts=2))
-custom_hooks = [
-    dict(type='SampleGridHook', interval=100, num_images=8,
-         prompts=['a red circle at the top left',
-                  'a blue square and a yellow triangle',
-                  'a green circle at the center',
-                  'a purple triangle at the bottom right']),
-    dict(type='SkippedImagesHook'),
-    dict(type='EvalSampleGridHook', num_images=12, ncols=6),
-]
-env_cfg = dict(dist_cfg=dict(backend='gloo'))

@@ -10,7 +10,7 @@
 _base_ = [
     './_base_/openuni_tiny.py',
     '../../../configs/_base_/datasets/shapes_demo.py',
-    '../../../configs/_base_/default_runtime.py',
+    '../../../configs/_base_/demo_runtime.py',
 ]
 custom_imports = dict(imports=['projects.openuni.openuni'],
                       allow_failed_imports=False)
@@ -48,17 +48,3 @@ train_dataloader = dict(batch_size=4, dataset=dict(sources=dict(
 test_dataloader = dict(dataset=dict(source=dict(pipeline=_views)))
 # In-training evaluation at the end: a 12-prompt GenEval-Shapes subset.
 val_dataloader = dict(dataset=dict(num_prompts=12))
-
-default_hooks = dict(
-    logger=dict(interval=10),
-    checkpoint=dict(interval=100, max_keep_ckpts=2))
-custom_hooks = [
-    dict(type='SampleGridHook', interval=100, num_images=8,
-         prompts=['a red circle at the top left',
-                  'a blue square and a yellow triangle',
-                  'a green circle at the center',
-                  'a purple triangle at the bottom right']),
-    dict(type='SkippedImagesHook'),
-    dict(type='EvalSampleGridHook', num_images=12, ncols=6),
-]
-env_cfg = dict(dist_cfg=dict(backend='gloo'))
