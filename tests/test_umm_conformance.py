@@ -215,7 +215,28 @@ def test_a_samples_loss_does_not_depend_on_its_batch(family, model):
                                [seeds[i] for i in order])
     torch.testing.assert_close(forward, backward, rtol=1e-5, atol=1e-6)
     assert not torch.equal(forward, generation_loss(umm, data, [5, 6, 8])) \
-        or family.name == 'janus_pro'  # teacher forcing draws nothing
+        or not umm.draws_at_random
+
+
+def test_pixels_or_cached_inputs_exactly_one_and_draws_where_random(
+        family, model):
+    umm = model.umm
+    data = batch(family, size=1)['recon']
+    pixels = data['und_pixels']
+    name = type(umm).__name__
+    for given in (dict(), dict(und_pixels=pixels, und_features=pixels)):
+        with pytest.raises(ValueError, match=f'{name}.encode_understanding '
+                           'needs exactly one of und_pixels and und_features'):
+            umm.encode_understanding(**given)
+    condition = umm.image_condition(umm.encode_understanding(pixels), [None])
+    with pytest.raises(ValueError, match='exactly one of gen_pixels and '
+                       'gen_targets'):
+        umm.generation_loss(condition, draws=[0])
+    if umm.draws_at_random:
+        with pytest.raises(ValueError, match=f'{name} draws .* pass draws='):
+            umm.generation_loss(condition, data['gen_pixels'])
+    else:
+        umm.generation_loss(condition, data['gen_pixels'])
 
 
 def test_each_answer_is_scored_against_its_own_image(family):

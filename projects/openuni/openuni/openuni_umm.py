@@ -505,9 +505,8 @@ class OpenUniUMM(BaseUMM):
         return out.pooler_output if not torch.is_tensor(out) else out
 
     def encode_understanding(self, und_pixels=None, und_features=None):
-        if (und_pixels is None) == (und_features is None):
-            raise ValueError('give exactly one of und_pixels and cached '
-                             'und_features')
+        self.require_one('encode_understanding', und_pixels=und_pixels,
+                         und_features=und_features)
         if und_features is not None:
             return und_features.to(self.llm.get_input_embeddings().weight)
         return self.understanding_features(und_pixels)
@@ -541,12 +540,7 @@ class OpenUniUMM(BaseUMM):
 
     def generation_loss(self, condition, gen_pixels=None, gen_targets=None,
                         draws=None):
-        if draws is None:
-            raise ValueError('OpenUni draws its timesteps and noise from '
-                             'per-sample seeds: pass draws=')
-        if (gen_pixels is None) == (gen_targets is None):
-            raise ValueError('give exactly one of gen_pixels and cached '
-                             'gen_targets')
+        self.check_generation_inputs(gen_pixels, gen_targets, draws)
         latents = self.gen_tokenizer.encode(gen_pixels) \
             if gen_targets is None else gen_targets.float()
         states = self.prompt_states(condition)

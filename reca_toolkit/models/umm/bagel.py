@@ -755,9 +755,8 @@ class BagelUMM(BaseUMM):
         return self.vit.post_layernorm(x)
 
     def encode_understanding(self, und_pixels=None, und_features=None):
-        if (und_pixels is None) == (und_features is None):
-            raise ValueError('give exactly one of und_pixels and cached '
-                             'und_features')
+        self.require_one('encode_understanding', und_pixels=und_pixels,
+                         und_features=und_features)
         if und_features is None:
             with torch.no_grad() if self.is_frozen('vit') else \
                     contextlib.nullcontext():
@@ -816,8 +815,6 @@ class BagelUMM(BaseUMM):
         """The target latents; with ``sample_posterior`` (upstream's FLUX
         encoder samples its posterior) each sample's draw comes from a
         generator seeded by its own seed."""
-        if (pixels is None) == (latents is None):
-            raise ValueError('give exactly one of pixels and cached latents')
         if latents is not None:
             return latents.float()
         generators = None
@@ -829,9 +826,7 @@ class BagelUMM(BaseUMM):
 
     def generation_loss(self, condition, gen_pixels=None, gen_targets=None,
                         draws=None):
-        if draws is None:
-            raise ValueError('BAGEL draws its timesteps and noise from '
-                             'per-sample seeds: pass draws=')
+        self.check_generation_inputs(gen_pixels, gen_targets, draws)
         latents = self._latents(gen_pixels, gen_targets, draws)
         p = self.gen_tokenizer.patch_size
         grid = (latents.shape[-2] // p, latents.shape[-1] // p)

@@ -279,12 +279,17 @@ class BaseUMM(nn.Module):
             their way to trainable ones (OpenUni's LLM lies between its
             trainable meta-queries and connector); activation checkpointing
             covers them as well, since their activations are kept too.
+        draws_at_random: whether the generation objective draws at random
+            (mask ratios, orders, timesteps, noise), so that
+            :meth:`generation_loss` needs per-sample ``draws``; teacher-forced
+            cross-entropy draws nothing.
     """
     naive_switches = dict(attn_implementation='eager', compile_layers=False)
     uncounted_switches = dict(gradient_checkpointing=False,
                               compile_layers=False)
     lora_part = 'language_model'
     crossed_frozen_parts = ()
+    draws_at_random = True
 
     def parts(self):
         """Name -> module for every part a user may freeze or train."""
@@ -377,6 +382,22 @@ class BaseUMM(nn.Module):
         sample's loss is the same at any world size and after a resume.
         """
         raise NotImplementedError
+
+    def require_one(self, method, **inputs):
+        """Raise unless exactly one of ``inputs`` (pixels, or their cached
+        form) is given to ``method``."""
+        if sum(v is not None for v in inputs.values()) != 1:
+            raise ValueError(f'{type(self).__name__}.{method} needs exactly '
+                             f'one of {" and ".join(inputs)}')
+
+    def check_generation_inputs(self, gen_pixels, gen_targets, draws):
+        """What every :meth:`generation_loss` checks first."""
+        self.require_one('generation_loss', gen_pixels=gen_pixels,
+                         gen_targets=gen_targets)
+        if draws is None and self.draws_at_random:
+            raise ValueError(f'{type(self).__name__} draws its objective\'s '
+                             'random choices from per-sample seeds: pass '
+                             'draws=')
 
     def understanding_loss(self, und_pixels, conversations):
         """Image-to-text cross-entropy.

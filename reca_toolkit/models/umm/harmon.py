@@ -322,8 +322,6 @@ class HarmonUMM(BaseUMM):
 
     # the UMM interface ----------------------------------------------------------
     def _latents(self, pixels=None, latents=None):
-        if (pixels is None) == (latents is None):
-            raise ValueError('give exactly one of pixels and cached latents')
         return self.gen_tokenizer.encode(pixels) if latents is None \
             else latents.float()
 
@@ -344,6 +342,8 @@ class HarmonUMM(BaseUMM):
         return torch.cat([x[:, -buffer:], x[:, :-buffer]], dim=1)
 
     def encode_understanding(self, und_pixels=None, und_features=None):
+        self.require_one('encode_understanding', und_pixels=und_pixels,
+                         und_features=und_features)
         latents = self._latents(und_pixels, und_features)
         tokens = self.gen_tokenizer.to_tokens(latents)
         visible = tokens.new_zeros(tokens.shape[:2])
@@ -368,9 +368,7 @@ class HarmonUMM(BaseUMM):
 
     def generation_loss(self, condition, gen_pixels=None, gen_targets=None,
                         draws=None):
-        if draws is None:
-            raise ValueError('Harmon draws its mask ratio, order, timesteps '
-                             'and noise from per-sample seeds: pass draws=')
+        self.check_generation_inputs(gen_pixels, gen_targets, draws)
         latents = self._latents(gen_pixels, gen_targets)
         tokens = self.gen_tokenizer.to_tokens(latents)
         return self.mar.loss(

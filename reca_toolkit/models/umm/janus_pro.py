@@ -144,6 +144,7 @@ class JanusProUMM(BaseUMM):
     """
     naive_switches = dict(BaseUMM.naive_switches, ce_chunk_size=None)
     uncounted_switches = dict(BaseUMM.uncounted_switches, ce_chunk_size=None)
+    draws_at_random = False  # teacher-forced cross-entropy
 
     def __init__(self,
                  pretrained=None,
@@ -392,9 +393,8 @@ class JanusProUMM(BaseUMM):
         return self.und_encoder.features(und_pixels)
 
     def encode_understanding(self, und_pixels=None, und_features=None):
-        if (und_pixels is None) == (und_features is None):
-            raise ValueError('encode_understanding needs exactly one of '
-                             'und_pixels and und_features')
+        self.require_one('encode_understanding', und_pixels=und_pixels,
+                         und_features=und_features)
         if und_features is None:
             return self.und_encoder(und_pixels)
         return self.und_encoder.align(und_features)
@@ -407,10 +407,7 @@ class JanusProUMM(BaseUMM):
 
     def generation_loss(self, condition, gen_pixels=None, gen_targets=None,
                         draws=None):
-        # Teacher-forced cross-entropy draws nothing at random.
-        if (gen_pixels is None) == (gen_targets is None):
-            raise ValueError('generation_loss needs exactly one of '
-                             'gen_pixels and gen_targets')
+        self.check_generation_inputs(gen_pixels, gen_targets, draws)
         codes = self.gen_tokenizer.encode(gen_pixels) if gen_targets is None \
             else gen_targets.long()
         return self.generator.loss(self.language_model, condition, codes,

@@ -481,9 +481,8 @@ class ShowoUMM(BaseUMM):
         understanding view, bilinearly resized to CLIP's size from [-1, 1]
         without CLIP's normalisation, as upstream's reconstruction path;
         VQ: the token embeddings of the downscaled view's codes."""
-        if (und_pixels is None) == (und_features is None):
-            raise ValueError('give exactly one of und_pixels and cached '
-                             'und_features')
+        self.require_one('encode_understanding', und_pixels=und_pixels,
+                         und_features=und_features)
         with self._recon_inputs():
             if self.understanding == 'vq':
                 codes = und_features.long() if und_features is not None \
@@ -591,12 +590,7 @@ class ShowoUMM(BaseUMM):
 
     def generation_loss(self, condition, gen_pixels=None, gen_targets=None,
                         draws=None):
-        if draws is None:
-            raise ValueError('Show-o draws its mask ratio and positions from '
-                             'per-sample seeds: pass draws=')
-        if (gen_pixels is None) == (gen_targets is None):
-            raise ValueError('give exactly one of gen_pixels and cached '
-                             'gen_targets')
+        self.check_generation_inputs(gen_pixels, gen_targets, draws)
         codes = self.gen_tokenizer.encode(gen_pixels) if gen_targets is None \
             else gen_targets.long()
         if codes.shape[1] != self.num_image_tokens:
