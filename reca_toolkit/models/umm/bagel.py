@@ -58,9 +58,8 @@ from reca_toolkit.models.bagel_weights import (FLUX_VAE_CONFIG,
 from reca_toolkit.models.builder import build_component
 from reca_toolkit.models.lora import merged_state_dict
 from reca_toolkit.models.tokenizers import demo_tokenizer
-from reca_toolkit.models.umm.base import (BaseUMM, Condition, answer_loss,
-                                          attention_bias, special_token_ids,
-                                          token_condition)
+from reca_toolkit.models.umm.base import (BaseUMM, Condition, attention_bias,
+                                          special_token_ids, token_condition)
 from reca_toolkit.models.weightless import parameters_on_meta
 from reca_toolkit.registry import ENCODERS, GENERATORS, TOKENIZERS, UMMS
 
@@ -837,23 +836,17 @@ class BagelUMM(BaseUMM):
     def lm_head(self):
         return self.language_model.lm_head
 
-    def question_condition(self, und_pixels, questions):
+    def question_rows(self, questions, num_image_tokens):
         """The ViT split, the question's text split, and the answer's split
-        opened by ``<|im_start|>``, whose state predicts its first token."""
-        image_embeds = self.encode_understanding(und_pixels)
-        vit = self._vit_split(image_embeds.shape[1])
-        rows = [[vit, self._text_split(question),
-                 ('causal', [self.ids['bos']])] for question in questions]
-        return self._condition(rows, image_embeds), self.ids['eos']
+        opened by ``<|im_start|>``, whose state predicts its first token
+        (rows of splits, which the base class's cut of token rows does not
+        apply to)."""
+        vit = self._vit_split(num_image_tokens)
+        return [[vit, self._text_split(question),
+                 ('causal', [self.ids['bos']])] for question in questions], \
+            self.ids['eos']
 
-    def understanding_loss(self, und_pixels, conversations):
-        image_embeds = self.encode_understanding(und_pixels)
-        rows, labels = zip(*(self.conversation_tokens(turns,
-                                                      image_embeds.shape[1])
-                             for turns in conversations))
-        condition, labels = self._condition(rows, image_embeds, labels)
-        return answer_loss(self.backbone, self.lm_head,
-                           condition, labels)
+    answer_condition = _condition
 
     def generate(self, condition, generator=None, **sampling):
         scale = sampling.get('guidance_scale', self.flow.guidance_scale)

@@ -279,6 +279,9 @@ class BaseUMM(nn.Module):
             their way to trainable ones (OpenUni's LLM lies between its
             trainable meta-queries and connector); activation checkpointing
             covers them as well, since their activations are kept too.
+        ce_chunk_size: image-to-text cross-entropy computes this many
+            positions' logits at a time (None: all at once); Janus-Pro
+            exposes it as a constructor argument.
         draws_at_random: whether the generation objective draws at random
             (mask ratios, orders, timesteps, noise), so that
             :meth:`generation_loss` needs per-sample ``draws``; teacher-forced
@@ -290,6 +293,7 @@ class BaseUMM(nn.Module):
     lora_part = 'language_model'
     crossed_frozen_parts = ()
     draws_at_random = True
+    ce_chunk_size = None
 
     def parts(self):
         """Name -> module for every part a user may freeze or train."""
@@ -399,23 +403,48 @@ class BaseUMM(nn.Module):
                              'random choices from per-sample seeds: pass '
                              'draws=')
 
+    # image-to-text ------------------------------------------------------------
+    # A family has image-to-text through two hooks: its chat template's rows
+    # (conversation_tokens, question_rows) and answer_condition, which embeds
+    # them; the loss and the decoding below are the same for every family.
+    def answer_image_embeds(self, und_pixels):
+        """The image embeddings image-to-text reads: by default the
+        understanding embeddings RecA conditions generation on."""
+        return self.encode_understanding(und_pixels)
+
+    def answer_condition(self, rows, image_embeds, labels=None):
+        """Rows of the family's image-to-text template, with the places of
+        ``image_embeds`` -> a left-padded :class:`Condition`; with
+        ``labels`` (per row, -100 where unscored) also their ``[B, L]``
+        tensor, aligned with the rows' ends."""
+        raise NotImplementedError(
+            f'{type(self).__name__} has no image-to-text: no '
+            'answer_condition (its chat template with the image) to train '
+            'or decode')
+
     def understanding_loss(self, und_pixels, conversations):
         """Image-to-text cross-entropy.
 
         ``conversations[i]`` is a list of ``(user, assistant)`` turns about
         image ``i``; the image belongs to the first user turn.
         """
-        raise NotImplementedError
+        image_embeds = self.answer_image_embeds(und_pixels)
+        rows, labels = zip(*(self.conversation_tokens(turns,
+                                                      image_embeds.shape[1])
+                             for turns in conversations))
+        condition, labels = self.answer_condition(rows, image_embeds, labels)
+        return answer_loss(self.backbone, self.lm_head, condition, labels,
+                           self.ce_chunk_size)
 
     def question_condition(self, und_pixels, questions):
         """Images and one question each -> the image-to-text prompt in the
         format :meth:`understanding_loss` trains on, up to where the answer
         begins (its last position predicts the answer's first token), and
         the id of the token that ends an answer: what :meth:`describe`
-        decodes from; a family without image-to-text has none."""
-        raise NotImplementedError(
-            f'{type(self).__name__} does not describe images: it has no '
-            'question_condition (image-to-text prompt) to decode from')
+        decodes from."""
+        image_embeds = self.answer_image_embeds(und_pixels)
+        rows, stop = self.question_rows(questions, image_embeds.shape[1])
+        return self.answer_condition(rows, image_embeds), stop
 
     def question_rows(self, questions, num_image_tokens):
         """``conversation_tokens`` of each question with an empty answer,

@@ -38,9 +38,9 @@ from reca_toolkit.models.harmon_weights import (KL16_CONFIG, HARMON_VARIANTS,
                                                 write_harmon_folder)
 from reca_toolkit.models.lora import merged_state_dict
 from reca_toolkit.models.tokenizers import demo_tokenizer
-from reca_toolkit.models.umm.base import (BaseUMM, Condition, answer_loss,
-                                          run_backbone, scale_gradient,
-                                          special_token_ids, token_condition)
+from reca_toolkit.models.umm.base import (BaseUMM, Condition, run_backbone,
+                                          scale_gradient, special_token_ids,
+                                          token_condition)
 from reca_toolkit.models.weightless import parameters_on_meta
 from reca_toolkit.registry import ENCODERS, GENERATORS, TOKENIZERS, UMMS
 
@@ -375,18 +375,8 @@ class HarmonUMM(BaseUMM):
             tokens, tuple(latents.shape[-2:]), self._through_llm(condition),
             self.mar.draw(draws, tokens.shape[1], tokens.device))
 
-    def understanding_loss(self, und_pixels, conversations):
-        image_embeds = self.encode_understanding(und_pixels)
-        rows, labels = zip(*(self.conversation_tokens(turns,
-                                                      image_embeds.shape[1])
-                             for turns in conversations))
-        condition, labels = self._rows(rows, image_embeds, labels)
-        return answer_loss(self.llm, self.lm_head, condition, labels)
-
-    def question_condition(self, und_pixels, questions):
-        image_embeds = self.encode_understanding(und_pixels)
-        rows, stop = self.question_rows(questions, image_embeds.shape[1])
-        return self._rows(rows, image_embeds), stop
+    # Image-to-text rows are chat rows, as the prompts'.
+    answer_condition = _rows
 
     def generate(self, condition, generator=None, **sampling):
         scale = sampling.get('guidance_scale', self.mar.guidance_scale)

@@ -29,7 +29,7 @@ from reca_toolkit.models.builder import build_component
 from reca_toolkit.models.local_weights import check_hf_folder
 from reca_toolkit.models.lora import merged_state_dict
 from reca_toolkit.models.tokenizers import demo_tokenizer
-from reca_toolkit.models.umm.base import BaseUMM, Condition, answer_loss
+from reca_toolkit.models.umm.base import BaseUMM, Condition
 from reca_toolkit.models.umm.janus_architectures import \
     JANUS_PRO_ARCHITECTURES
 from reca_toolkit.registry import ENCODERS, GENERATORS, TOKENIZERS, UMMS
@@ -413,21 +413,10 @@ class JanusProUMM(BaseUMM):
         return self.generator.loss(self.language_model, condition, codes,
                                    chunk_size=self.ce_chunk_size)
 
-    def understanding_loss(self, und_pixels, conversations):
-        image_embeds = self.encode_understanding(und_pixels)
-        rows, labels = zip(*(self.conversation_tokens(turns,
-                                                      image_embeds.shape[1])
-                             for turns in conversations))
-        ids, mask, labels = self._left_pad(rows, labels)
-        return answer_loss(self.language_model, self.lm_head,
-                           Condition(self._embed(ids, image_embeds), mask),
-                           labels, self.ce_chunk_size)
-
-    def question_condition(self, und_pixels, questions):
-        image_embeds = self.encode_understanding(und_pixels)
-        rows, stop = self.question_rows(questions, image_embeds.shape[1])
-        ids, mask = self._left_pad(rows)
-        return Condition(self._embed(ids, image_embeds), mask), stop
+    def answer_condition(self, rows, image_embeds, labels=None):
+        ids, mask, *target = self._left_pad(rows, labels)
+        condition = Condition(self._embed(ids, image_embeds), mask)
+        return (condition, *target) if labels is not None else condition
 
     def generate(self, condition, generator=None, **sampling):
         codes = self.generator.sample(

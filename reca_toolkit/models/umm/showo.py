@@ -68,8 +68,7 @@ from reca_toolkit.models.showo_weights import (check_showo_folder,
                                                load_showo_state,
                                                write_showo_folder)
 from reca_toolkit.models.tokenizers import demo_tokenizer
-from reca_toolkit.models.umm.base import (BaseUMM, Condition, answer_loss,
-                                          run_backbone)
+from reca_toolkit.models.umm.base import BaseUMM, Condition, run_backbone
 from reca_toolkit.models.weightless import parameters_on_meta
 from reca_toolkit.registry import ENCODERS, GENERATORS, TOKENIZERS, UMMS
 
@@ -524,7 +523,7 @@ class ShowoUMM(BaseUMM):
                 break
         return row, labels
 
-    def _answer_embeds(self, und_pixels):
+    def answer_image_embeds(self, und_pixels):
         """Image-to-text's image embeddings: CLIP features with CLIP's
         normalisation, or the VQ codes' embeddings."""
         if self.understanding == 'clip':
@@ -532,28 +531,18 @@ class ShowoUMM(BaseUMM):
                                                      normalize=True))
         return self._code_embeds(self.gen_tokenizer.encode(und_pixels))
 
-    def _answer_condition(self, rows, embeds):
-        condition = self._condition(rows, embeds)
+    def answer_condition(self, rows, image_embeds, labels=None):
+        condition = self._condition(rows, image_embeds)
         # Left padding: real tokens at 0, 1, ... as upstream's right
         # padding has them.
         condition.positions = None
-        return condition
-
-    def question_condition(self, und_pixels, questions):
-        embeds = self._answer_embeds(und_pixels)
-        rows, stop = self.question_rows(questions, embeds.shape[1])
-        return self._answer_condition(rows, embeds), stop
-
-    def understanding_loss(self, und_pixels, conversations):
-        embeds = self._answer_embeds(und_pixels)
-        rows, labels = zip(*(self.conversation_tokens(turns, embeds.shape[1])
-                             for turns in conversations))
-        condition = self._answer_condition(rows, embeds)
+        if labels is None:
+            return condition
         length = condition.mask.shape[1]
         target = torch.full((len(rows), length), -100, dtype=torch.long)
         for i, row_labels in enumerate(labels):
             target[i, length - len(row_labels):] = torch.tensor(row_labels)
-        return answer_loss(self.llm, self.lm_head, condition, target)
+        return condition, target
 
     # generation --------------------------------------------------------------
     def _predict(self, condition, frozen_inputs=False):
