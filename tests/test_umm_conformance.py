@@ -239,6 +239,26 @@ def test_pixels_or_cached_inputs_exactly_one_and_draws_where_random(
         umm.generation_loss(condition, data['gen_pixels'])
 
 
+def test_image_to_text_logits_come_ce_chunk_size_positions_at_a_time(
+        family, model):
+    umm = model.umm
+    data = batch(family)['i2t']
+    full = umm.understanding_loss(data['und_pixels'], data['conversations'])
+    rows = []
+    hook = umm.lm_head.register_forward_hook(
+        lambda module, args, out: rows.append(out.shape[0]))
+    umm.ce_chunk_size = 3
+    try:
+        chunked = umm.understanding_loss(data['und_pixels'],
+                                         data['conversations'])
+    finally:
+        umm.ce_chunk_size = None
+        hook.remove()
+    assert max(rows) == 3 and len(rows) > 1
+    torch.testing.assert_close(chunked['loss'], full['loss'])
+    assert build(family, ce_chunk_size=3).umm.ce_chunk_size == 3
+
+
 def test_each_answer_is_scored_against_its_own_image(family):
     """Answers of one length, questions of two: the batch's image-to-text
     loss is the mean of each (image, conversation) pair's own loss, so the

@@ -12,7 +12,7 @@
 #          conversations in data/llava/llava_v1_5_mix665k.json.
 # Per GPU and iteration: 96 reconstruction + 96 image-to-text samples, 512 px.
 # Check memory first: python tools/analysis_tools/estimate.py THIS_CONFIG
-# (54.6 GiB per GPU by the estimate, activation checkpointing on).
+# (42.3 GiB per GPU by the estimate, activation checkpointing on).
 _base_ = [
     '../_base_/models/harmon_0_5b.py',
     '../_base_/datasets/harmon_reca_llava.py',

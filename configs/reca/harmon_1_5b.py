@@ -11,9 +11,9 @@
 #          conversations in data/llava/llava_v1_5_mix665k.json.
 # Per GPU and iteration: 48 reconstruction + 48 image-to-text samples, 512 px.
 # Check memory first: python tools/analysis_tools/estimate.py THIS_CONFIG
-# The estimate is 80.0 GiB per GPU (activation checkpointing on): it fits a
+# The estimate is 74.1 GiB per GPU (activation checkpointing on): it fits a
 # 141 GB H200, not an 80 GB GPU. There, run 24 + 24 per iteration with twice
-# the accumulation and iterations (60.7 GiB; the same optimizer steps,
+# the accumulation and iterations (57.7 GiB; the same optimizer steps,
 # samples and LR per sample; upstream's own iteration numbers):
 #   --cfg-options train_dataloader.batch_size=48 \
 #       optim_wrapper.accumulative_counts=4 train_cfg.max_iters=5000 \

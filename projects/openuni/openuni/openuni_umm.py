@@ -199,7 +199,8 @@ class OpenUniUMM(BaseUMM):
             (448).
         prompt_template: how a text-to-image prompt is phrased.
         weights_dtype, trainable_dtype, attn_implementation,
-        gradient_checkpointing, compile_layers, lora: as for every UMM.
+        gradient_checkpointing, compile_layers, lora, ce_chunk_size: as for
+            every UMM (:meth:`BaseUMM.setup_training`).
         max_length: image-to-text sequences are cut to this many tokens.
     """
     lora_part = 'llm'
@@ -225,6 +226,7 @@ class OpenUniUMM(BaseUMM):
                  gradient_checkpointing=False,
                  compile_layers=False,
                  lora=None,
+                 ce_chunk_size=None,
                  max_length=2048):
         super().__init__()
         has_weights = pretrained is not None or bool(weights)
@@ -326,7 +328,8 @@ class OpenUniUMM(BaseUMM):
             frozen = tuple(p for p in DEFAULT_FROZEN
                            if not (lora is not None and p == self.lora_part))
         self.setup_training(frozen, trainable_dtype, lora,
-                            gradient_checkpointing, compile_layers)
+                            gradient_checkpointing, compile_layers,
+                            ce_chunk_size)
 
     # weights --------------------------------------------------------------
     def _openuni_modules(self):

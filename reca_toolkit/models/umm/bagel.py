@@ -440,8 +440,8 @@ class BagelUMM(BaseUMM):
             ViT patches and latent tokens (70 and 64 for BAGEL-7B-MoT).
         connector_act: the connector's activation.
         weights_dtype, trainable_dtype, attn_implementation,
-        gradient_checkpointing, compile_layers, lora: as for every UMM
-            (:meth:`BaseUMM.setup_training`).
+        gradient_checkpointing, compile_layers, lora, ce_chunk_size: as for
+            every UMM (:meth:`BaseUMM.setup_training`).
         max_length: image-to-text sequences are cut to this many tokens.
     """
     lora_part = 'language_model'
@@ -476,6 +476,7 @@ class BagelUMM(BaseUMM):
                  gradient_checkpointing=False,
                  compile_layers=False,
                  lora=None,
+                 ce_chunk_size=None,
                  max_length=4096):
         super().__init__()
         if (pretrained is None) == (llm is None):
@@ -535,7 +536,8 @@ class BagelUMM(BaseUMM):
         self.to(self.weights_dtype)
         self.ids = self._special_ids()
         self.setup_training(frozen, trainable_dtype, lora,
-                            gradient_checkpointing, compile_layers)
+                            gradient_checkpointing, compile_layers,
+                            ce_chunk_size)
 
     # weights -----------------------------------------------------------------
     def _bagel_modules(self):

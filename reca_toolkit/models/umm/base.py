@@ -279,21 +279,18 @@ class BaseUMM(nn.Module):
             their way to trainable ones (OpenUni's LLM lies between its
             trainable meta-queries and connector); activation checkpointing
             covers them as well, since their activations are kept too.
-        ce_chunk_size: image-to-text cross-entropy computes this many
-            positions' logits at a time (None: all at once); Janus-Pro
-            exposes it as a constructor argument.
         draws_at_random: whether the generation objective draws at random
             (mask ratios, orders, timesteps, noise), so that
             :meth:`generation_loss` needs per-sample ``draws``; teacher-forced
             cross-entropy draws nothing.
     """
-    naive_switches = dict(attn_implementation='eager', compile_layers=False)
+    naive_switches = dict(attn_implementation='eager', compile_layers=False,
+                          ce_chunk_size=None)
     uncounted_switches = dict(gradient_checkpointing=False,
-                              compile_layers=False)
+                              compile_layers=False, ce_chunk_size=None)
     lora_part = 'language_model'
     crossed_frozen_parts = ()
     draws_at_random = True
-    ce_chunk_size = None
 
     def parts(self):
         """Name -> module for every part a user may freeze or train."""
@@ -500,7 +497,8 @@ class BaseUMM(nn.Module):
 
     # shared training machinery -------------------------------------------------
     def setup_training(self, frozen, trainable_dtype='float32', lora=None,
-                       gradient_checkpointing=False, compile_layers=False):
+                       gradient_checkpointing=False, compile_layers=False,
+                       ce_chunk_size=None):
         """Freeze ``frozen``; cast trainable parts to ``trainable_dtype``
         (float32 keeps AdamW's small updates from vanishing in bfloat16
         weights, while autocast still computes in bfloat16); put LoRA
@@ -510,7 +508,12 @@ class BaseUMM(nn.Module):
         ``compile_layers``: True or ``torch.compile`` arguments. Each block
         is compiled once and its code reused by its twins; compiling the
         whole step would trace tokenization and Python control flow.
+        ``ce_chunk_size``: image-to-text cross-entropy (and a family's own
+        cross-entropies that take it) computes this many positions' logits
+        at a time, never a whole vocabulary's for every position; None
+        computes them all at once.
         """
+        self.ce_chunk_size = ce_chunk_size
         if lora is not None and self.lora_part in frozen:
             raise ValueError(f'lora= trains adapters on the {self.lora_part}'
                              f"; remove '{self.lora_part}' from frozen=")

@@ -116,9 +116,10 @@ class HarmonUMM(BaseUMM):
         grad_scale: gradient scale on the understanding embeddings.
         prompt_template: how a text-to-image prompt is phrased.
         weights_dtype, trainable_dtype, attn_implementation,
-        gradient_checkpointing, compile_layers, lora: as for every UMM
-            (:meth:`BaseUMM.setup_training`); checkpointing covers the LLM
-            and the MAR blocks.
+        gradient_checkpointing, compile_layers, lora, ce_chunk_size: as for
+            every UMM (:meth:`BaseUMM.setup_training`); checkpointing covers
+            the LLM and the MAR blocks; ``ce_chunk_size`` chunks
+            image-to-text's logits.
         max_length: image-to-text sequences (text plus image tokens) are cut
             to this many tokens.
     """
@@ -143,6 +144,7 @@ class HarmonUMM(BaseUMM):
                  gradient_checkpointing=False,
                  compile_layers=False,
                  lora=None,
+                 ce_chunk_size=None,
                  max_length=2560):
         super().__init__()
         if (pretrained is None) == (config is None):
@@ -196,7 +198,8 @@ class HarmonUMM(BaseUMM):
         self.to(self.weights_dtype)
         self.ids = self._special_ids()
         self.setup_training(frozen, trainable_dtype, lora,
-                            gradient_checkpointing, compile_layers)
+                            gradient_checkpointing, compile_layers,
+                            ce_chunk_size)
 
     def _harmon_modules(self):
         """Harmon's top-level checkpoint names -> our modules."""

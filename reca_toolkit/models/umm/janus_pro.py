@@ -142,8 +142,6 @@ class JanusProUMM(BaseUMM):
         system_prompt: Janus's understanding system prompt ('' for none).
         max_length: image-to-text sequences are cut to this many tokens.
     """
-    naive_switches = dict(BaseUMM.naive_switches, ce_chunk_size=None)
-    uncounted_switches = dict(BaseUMM.uncounted_switches, ce_chunk_size=None)
     draws_at_random = False  # teacher-forced cross-entropy
 
     def __init__(self,
@@ -174,7 +172,6 @@ class JanusProUMM(BaseUMM):
         self.weights_dtype = getattr(torch, weights_dtype)
         self.system_prompt = system_prompt
         self.max_length = max_length
-        self.ce_chunk_size = ce_chunk_size
         self.tokenizer = (TOKENIZERS.build(tokenizer) if tokenizer is not None
                           else TOKENIZERS.build(dict(type='HFTokenizer',
                                                      path=pretrained)))
@@ -200,7 +197,8 @@ class JanusProUMM(BaseUMM):
         self.lm_head = janus.lm_head
         self.ids = self._special_ids(janus.config)
         self.setup_training(frozen, trainable_dtype, lora,
-                            gradient_checkpointing, compile_layers)
+                            gradient_checkpointing, compile_layers,
+                            ce_chunk_size)
 
     @staticmethod
     def weightless_config(cfg):

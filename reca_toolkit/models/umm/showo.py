@@ -136,7 +136,9 @@ class ShowoUMM(BaseUMM):
         system_prompt: the image-to-text system prompt (CLIP variant).
         prompt_template: how a text-to-image prompt is phrased.
         weights_dtype, trainable_dtype, attn_implementation,
-        gradient_checkpointing, compile_layers, lora: as for every UMM.
+        gradient_checkpointing, compile_layers, lora, ce_chunk_size: as for
+            every UMM (:meth:`BaseUMM.setup_training`); ``ce_chunk_size``
+            chunks image-to-text's logits, not MaskGIT's.
         max_length: image-to-text conversations are cut to this many text
             tokens.
     """
@@ -164,6 +166,7 @@ class ShowoUMM(BaseUMM):
                  gradient_checkpointing=False,
                  compile_layers=False,
                  lora=None,
+                 ce_chunk_size=None,
                  max_length=1024):
         super().__init__()
         if (pretrained is None) == (config is None):
@@ -239,7 +242,8 @@ class ShowoUMM(BaseUMM):
         if frozen is None:
             frozen = ('vision', 'magvit') if clip else ('magvit', )
         self.setup_training(frozen, trainable_dtype, lora,
-                            gradient_checkpointing, compile_layers)
+                            gradient_checkpointing, compile_layers,
+                            ce_chunk_size)
 
     # weights -----------------------------------------------------------------
     def _load(self, state, folder):
