@@ -402,22 +402,29 @@ class BaseUMM(nn.Module):
 
     # image-to-text ------------------------------------------------------------
     # A family has image-to-text through two hooks: its chat template's rows
-    # (conversation_tokens, question_rows) and answer_condition, which embeds
-    # them; the loss and the decoding below are the same for every family.
+    # (conversation_tokens) and answer_condition, which embeds them; the
+    # loss and the decoding below are the same for every family.
+    def conversation_tokens(self, turns, num_image_tokens):
+        """``turns`` (``(user, assistant)`` pairs about one image) in the
+        family's image-to-text template -> its token row, with places for
+        ``num_image_tokens`` image embeddings, and a label per position
+        (-100 where unscored; the answers are scored)."""
+        raise NotImplementedError(
+            f'{type(self).__name__} has no image-to-text: no '
+            'conversation_tokens (its chat template with the image) to train '
+            'or decode')
+
+    def answer_condition(self, rows, image_embeds, labels=None):
+        """Rows of :meth:`conversation_tokens` (or :meth:`question_rows`)
+        with ``image_embeds`` in their places -> a left-padded
+        :class:`Condition`; with ``labels`` also their ``[B, L]`` tensor,
+        aligned with the rows' ends."""
+        raise NotImplementedError
+
     def answer_image_embeds(self, und_pixels):
         """The image embeddings image-to-text reads: by default the
         understanding embeddings RecA conditions generation on."""
         return self.encode_understanding(und_pixels)
-
-    def answer_condition(self, rows, image_embeds, labels=None):
-        """Rows of the family's image-to-text template, with the places of
-        ``image_embeds`` -> a left-padded :class:`Condition`; with
-        ``labels`` (per row, -100 where unscored) also their ``[B, L]``
-        tensor, aligned with the rows' ends."""
-        raise NotImplementedError(
-            f'{type(self).__name__} has no image-to-text: no '
-            'answer_condition (its chat template with the image) to train '
-            'or decode')
 
     def understanding_loss(self, und_pixels, conversations):
         """Image-to-text cross-entropy.
