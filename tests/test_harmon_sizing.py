@@ -8,11 +8,11 @@ import torch
 
 from conftest import REPO
 from reca_toolkit.engine.launch import load_config
-from reca_toolkit.engine.meta_pass import SavedTensors, meta_training_step
+from reca_toolkit.engine.meta_pass import meta_training_step
 from reca_toolkit.engine.synthetic_data import synthetic_batches
 from reca_toolkit.models.harmon_weights import KL16_CONFIG
 from reca_toolkit.models.weightless import build_weightless
-from reca_toolkit.registry import MODELS
+from test_perf_tools import assert_meta_step_counts_the_real_step
 
 DEMO = 'configs/reca/harmon_demo.py'
 # Qwen2.5-{0.5B,1.5B}(-Instruct): the parameter counts of the released
@@ -328,21 +328,7 @@ def test_tiny_harmon_meta_step_counts_what_a_real_step_does():
                 module.fused_attn = False
         return model
 
-    meta = meta_training_step(eager(build_weightless(copy.deepcopy(
-        model_cfg))), copy.deepcopy(batch))
-    torch.manual_seed(0)
-    model = eager(MODELS.build(model_cfg))
-    data = model.data_preprocessor(batch, training=True)
-    saved = SavedTensors(model)
-    from torch.utils.flop_counter import FlopCounterMode
-    with FlopCounterMode(display=False) as flops:
-        with torch.autograd.graph.saved_tensors_hooks(saved.pack,
-                                                      lambda t: t):
-            loss, _ = model.parse_losses(model(**data, mode='loss'))
-        real_saved = saved.total_bytes
-        loss.backward()
-    assert meta['saved_bytes'] == real_saved
-    assert meta['flops'] == flops.get_total_flops()
+    assert_meta_step_counts_the_real_step(model_cfg, batch, eager)
 
 
 def test_checkpointing_switch_reaches_the_diffusion_head():

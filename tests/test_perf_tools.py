@@ -168,16 +168,15 @@ def tiny_batch(batch_size=2):
     return synthetic_batches(cfg, 1, batch_size)[0]
 
 
-def test_meta_step_counts_what_a_real_step_saves_and_computes():
-    """The meta accounting (eager attention: the same kernels on both
-    devices) against the same hooks on a real CPU step."""
-    model_cfg = tiny_model_cfg()
-    model_cfg['umm']['attn_implementation'] = 'eager'
-    batch = tiny_batch()
-    meta = meta_training_step(build_weightless(copy.deepcopy(model_cfg)),
-                              copy.deepcopy(batch))
-
-    model = MODELS.build(model_cfg)
+def assert_meta_step_counts_the_real_step(model_cfg, batch,
+                                          prepare=lambda model: model):
+    """The meta pass of ``model_cfg`` (``prepare``\ d, e.g. to eager
+    attention) saves the bytes and counts the FLOPs that the same hooks
+    find on a real CPU step of the same batch."""
+    meta = meta_training_step(prepare(build_weightless(copy.deepcopy(
+        model_cfg))), copy.deepcopy(batch))
+    torch.manual_seed(0)
+    model = prepare(MODELS.build(model_cfg))
     data = model.data_preprocessor(batch, training=True)
     saved = SavedTensors(model)
     with FlopCounterMode(display=False) as flops:
@@ -188,6 +187,14 @@ def test_meta_step_counts_what_a_real_step_saves_and_computes():
         loss.backward()
     assert meta['saved_bytes'] == real_saved
     assert meta['flops'] == flops.get_total_flops()
+
+
+def test_meta_step_counts_what_a_real_step_saves_and_computes():
+    """The meta accounting (eager attention: the same kernels on both
+    devices) against the same hooks on a real CPU step."""
+    model_cfg = tiny_model_cfg()
+    model_cfg['umm']['attn_implementation'] = 'eager'
+    assert_meta_step_counts_the_real_step(model_cfg, tiny_batch())
 
 
 def test_janus_pro_1b_flops_match_the_research_measurement():
