@@ -170,7 +170,7 @@ def tiny_batch(batch_size=2):
 
 def assert_meta_step_counts_the_real_step(model_cfg, batch,
                                           prepare=lambda model: model):
-    """The meta pass of ``model_cfg`` (``prepare``\ d, e.g. to eager
+    """The meta pass of ``model_cfg`` (after ``prepare``, e.g. eager
     attention) saves the bytes and counts the FLOPs that the same hooks
     find on a real CPU step of the same batch."""
     meta = meta_training_step(prepare(build_weightless(copy.deepcopy(
