@@ -18,14 +18,14 @@ class RecADataPreprocessor(BaseDataPreprocessor):
         data = self.cast_data(data)
         for source, batch in data['inputs'].items():
             for key in PIXEL_KEYS:
-                if isinstance(batch.get(key), list) and training:
-                    shapes = sorted({tuple(v.shape) for v in batch[key]})
-                    raise ValueError(
-                        f"{key} of source '{source}' differ in shape "
-                        f'{shapes}: a training batch needs one size per '
-                        'source (ImageViews); AspectViews keeps each '
-                        "image's shape, for evaluation")
                 if isinstance(batch.get(key), list):  # differing shapes
+                    if training:
+                        shapes = sorted({tuple(v.shape) for v in batch[key]})
+                        raise ValueError(
+                            f"{key} of source '{source}' differ in shape "
+                            f'{shapes}: a training batch needs one size per '
+                            'source (ImageViews); AspectViews keeps each '
+                            "image's shape, for evaluation")
                     batch[key] = [v.float() / 127.5 - 1 for v in batch[key]]
                 elif key in batch:
                     batch[key] = batch[key].float() / 127.5 - 1
