@@ -221,6 +221,28 @@ def test_same_seeds_same_draws_and_loss():
                        model.loss(tokens, GRID, None, b)['loss'])
 
 
+def test_token_losses_are_the_loss_per_masked_token():
+    model = tiny()
+    tokens = torch.randn(2, N, 4)
+    draws = model.draw([3, 4], N)
+    mask, mul = draws.mask, model.diffusion_batch_mul
+    losses = model.token_losses(tokens, GRID, None, draws)
+    assert losses.shape == (int(mask.sum()), mul)
+    assert torch.equal(model.loss(tokens, GRID, None, draws)['loss'],
+                       losses.sum() / losses.numel())
+    # Row-major: the last row is the second sample's last masked token.
+    z = model.decode(model.encode(tokens, mask, GRID), mask, GRID)
+    b, n = mask.nonzero()[-1]
+    by_hand = model.diffloss.loss(
+        tokens[b, n].expand(mul, -1), z[b, n].expand(mul, -1),
+        draws.timesteps[b, n], draws.noise[b, n])
+    assert torch.allclose(losses[-1], by_hand, atol=1e-6)
+    # Draws of a caller's own: every token masked, five scores each.
+    own = MaskingDraws(draws.orders, torch.ones(2, dtype=torch.float64),
+                       torch.full((2, N, 5), 500), torch.randn(2, N, 5, 4))
+    assert model.token_losses(tokens, GRID, None, own).shape == (2 * N, 5)
+
+
 def test_rows_with_different_masked_counts_are_independent():
     model = tiny()
     tokens = torch.randn(2, N, 4)

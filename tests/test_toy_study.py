@@ -1,13 +1,13 @@
-"""The toy study's driver (projects/toy_study) and the Janus toy's probe."""
+"""The toy study's driver and probe (projects/toy_study)."""
 import argparse
 import json
 
 import pytest
+import torch
 from mmengine.config import DictAction
 
 from conftest import REPO
-from projects.janus_toy import probe
-from projects.toy_study import study
+from projects.toy_study import probe, study
 from reca_toolkit.engine.launch import load_config
 
 
@@ -106,17 +106,58 @@ def test_table_adds_understanding_before_and_after(tmp_path):
 
 def test_probe_shows_the_pretrained_model_reads_its_prompt():
     from reca_toolkit.engine.inference import load_model
-    model, _ = load_model(str(REPO / 'configs/reca/janus_toy.py'))
+    model, cfg = load_model(str(REPO / 'configs/reca/janus_toy.py'))
+    assert probe.views_of(cfg) == (32, 64)
     captions, und, gen, kinds = probe.scene_batch(48, und_size=32)
     assert und.shape[-1] == 32 and gen.shape[-1] == 64
     assert ((kinds >= 0).sum(1) >= 1).all() and (kinds == 1).any()
-    result = probe.probe(model.umm, captions, und, gen, kinds,
-                         'Generate an image.')
+    result = probe.probe(model.umm, captions, und, gen, kinds, None)
     assert set(result) == {(c, p) for c in probe.CONDITIONS
                            for p in ('train', 'held-out')}
     # Pretrained on captions only: it draws the object a caption names far
     # more often than the object another scene's caption names.
     assert result[('text', 'train')] > result[('text wrong', 'train')] + 0.2
+
+
+def test_mar_probe_scores_each_slots_true_latent_by_hand():
+    from reca_toolkit.engine.inference import load_model
+    model, cfg = load_model(str(REPO / 'projects/harmon_toy/configs/reca.py'))
+    umm = model.umm
+    assert probe.views_of(cfg) == (64, 64)
+    captions, und, gen, kinds = probe.scene_batch(6, und_size=64)
+    score = probe.scorer_for(umm, gen)
+    assert score.metric == 'loss'
+    assert score.timesteps[0, 0].tolist() == list(range(50, 1000, 100))
+    condition = umm.text_condition(captions[2:4])
+    losses = score(condition, slice(2, 4))
+    assert losses.shape == (2, 16)
+    # Every token masked: the encoder sees the buffer alone.
+    tokens = umm.gen_tokenizer.to_tokens(umm.gen_tokenizer.encode(gen[2:4]))
+    mask = torch.ones(2, 16, dtype=torch.bool)
+    buffer = umm.mar.encode(tokens, mask, (4, 4))
+    assert buffer.shape[1] == umm.mar.buffer_size
+    middle = umm.generation_middle(condition)
+    z = umm.mar.decode(middle(buffer, torch.ones(2, 4, dtype=torch.bool)),
+                       mask, (4, 4))
+    row, slot = 1, 5
+    by_hand = umm.mar.diffloss.loss(
+        tokens[row, slot].expand(10, -1), z[row, slot].expand(10, -1),
+        score.timesteps[2 + row, slot], score.noise[2 + row, slot])
+    assert losses[row, slot].item() == pytest.approx(by_hand.mean().item(),
+                                                     rel=1e-5)
+
+    result = probe.probe(umm, captions, und, gen, kinds, None)
+    wins = [('text wins', 'train'), ('image wins', 'held-out')]
+    assert set(wins) < set(result)
+    assert all(0 <= result[key] <= 1 for key in wins)
+
+
+def test_probe_names_the_generators_it_scores():
+    model = torch.nn.Module()
+    model.generator = torch.nn.Linear(1, 1)
+    with pytest.raises(ValueError, match='no probe for a Linear generator; '
+                       "probed: .*'MaskedAutoregressiveGenerator'"):
+        probe.scorer_for(model, None)
 
 
 def test_batched_geneval_is_the_validation_metric_and_deterministic():

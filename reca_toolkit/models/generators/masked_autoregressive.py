@@ -300,6 +300,23 @@ class MaskedAutoregressiveGenerator(nn.Module):
 
     # ------------------------------------------------------ loss and sample
 
+    def token_losses(self, tokens, grid, middle, draws):
+        """The diffusion losses of the masked tokens, ``[K, M]``: the ``K``
+        masked positions in row-major order, each scored ``M`` times (the
+        draws' last timestep dimension; training draws
+        ``diffusion_batch_mul``). Arguments as for :meth:`loss`; probes
+        read per-token losses under draws of their own.
+        """
+        mask = draws.mask
+        z = self._run(tokens, mask, grid, middle)
+        mul = draws.timesteps.shape[-1]
+        cond = z[mask].unsqueeze(1).expand(-1, mul, -1)
+        target = tokens[mask].unsqueeze(1).expand(-1, mul, -1)
+        return self.diffloss.loss(
+            target.flatten(0, 1).float(), cond.flatten(0, 1),
+            draws.timesteps[mask].flatten(),
+            draws.noise[mask].flatten(0, 1)).view(-1, mul)
+
     def loss(self, tokens, grid, middle, draws):
         """MAR's loss: the diffusion loss of the masked tokens only.
 
@@ -313,14 +330,7 @@ class MaskedAutoregressiveGenerator(nn.Module):
         it. The mean is over the global batch's scores, so DDP equals one
         process.
         """
-        mask = draws.mask
-        z = self._run(tokens, mask, grid, middle)
-        mul = self.diffusion_batch_mul
-        cond = z[mask].unsqueeze(1).expand(-1, mul, -1)
-        target = tokens[mask].unsqueeze(1).expand(-1, mul, -1)
-        losses = self.diffloss.loss(
-            target.flatten(0, 1).float(), cond.flatten(0, 1),
-            draws.timesteps[mask].flatten(), draws.noise[mask].flatten(0, 1))
+        losses = self.token_losses(tokens, grid, middle, draws)
         return dict(loss=global_mean(losses, losses.numel()))
 
     @torch.no_grad()

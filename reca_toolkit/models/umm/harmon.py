@@ -354,10 +354,13 @@ class HarmonUMM(BaseUMM):
         return scale_gradient(self._buffer_last(self.proj_in(x_enc)),
                               self.grad_scale)
 
-    def _through_llm(self, condition):
-        """The MAR ``middle``: encoder states (buffer first, ``valid`` where
-        real) -> ``proj_in`` -> the LLM after ``condition``, buffer last ->
-        residual ``proj_out`` back into the MAR width."""
+    def generation_middle(self, condition):
+        """The MAR ``middle`` of generation after ``condition``: encoder
+        states (buffer first, ``valid`` where real) -> ``proj_in`` -> the LLM
+        after ``condition``, buffer last -> residual ``proj_out`` back into
+        the MAR width. Public for probes that score MAR's per-token losses
+        (:meth:`~reca_toolkit.models.generators.
+        MaskedAutoregressiveGenerator.token_losses`)."""
 
         def middle(x_enc, valid):
             z = self._buffer_last(self.proj_in(x_enc))
@@ -375,7 +378,7 @@ class HarmonUMM(BaseUMM):
         latents = self._latents(gen_pixels, gen_targets)
         tokens = self.gen_tokenizer.to_tokens(latents)
         return self.mar.loss(
-            tokens, tuple(latents.shape[-2:]), self._through_llm(condition),
+            tokens, tuple(latents.shape[-2:]), self.generation_middle(condition),
             self.mar.draw(draws, tokens.shape[1], tokens.device))
 
     # Image-to-text rows are chat rows, as the prompts'.
@@ -387,7 +390,7 @@ class HarmonUMM(BaseUMM):
             if scale != 1 else condition
         grid = self.gen_tokenizer.grid(self.image_size)
         tokens = self.mar.sample(len(condition), grid,
-                                 self._through_llm(rows), generator,
+                                 self.generation_middle(rows), generator,
                                  **sampling)
         return self.gen_tokenizer.decode(
             self.gen_tokenizer.from_tokens(tokens, grid))
