@@ -85,23 +85,26 @@ def test_table_gives_mean_and_t_interval_over_seeds(tmp_path):
     assert overall[1] == '| overall | +0.200 ± 1.271 | -0.100 ± 0.000 |'
 
 
-def test_table_adds_understanding_before_and_after(tmp_path):
-    keys = study.UNDERSTANDING_KEYS
+@pytest.mark.parametrize('name, keys, title', [
+    ('understanding', study.UNDERSTANDING_KEYS, 'Description accuracy'),
+    ('probe', ('text (held-out)', 'image wins (train)'), 'The probe')])
+def test_table_adds_scores_before_and_after(tmp_path, name, keys, title):
     for arm, seed, value in (('reca', 0, 0.2), ('reca', 1, 0.4),
                              ('control', 0, 0.6), ('control', 1, 0.6)):
         write_result(tmp_path, arm, seed, 0.5)
-        (tmp_path / arm / f'seed_{seed}' / 'understanding.json').write_text(
+        (tmp_path / arm / f'seed_{seed}' / f'{name}.json').write_text(
             json.dumps({k: value for k in keys}))
     text = study.table(tmp_path, ['reca', 'control'], [0, 1])
-    assert 'Description accuracy' not in text  # no "before" yet
-    (tmp_path / 'understanding_before.json').write_text(
+    assert title not in text  # no "before" yet
+    (tmp_path / f'{name}_before.json').write_text(
         json.dumps({k: 0.7 for k in keys}))
     text = study.table(tmp_path, ['reca', 'control'], [0, 1])
+    assert title in text
     lines = [line for line in text.splitlines()
-             if line.startswith('| accuracy')]
-    assert lines[0] == ('| accuracy | 0.700 ± 0.000 | 0.300 ± 1.271 | '
+             if line.startswith(f'| {keys[0]} |')]
+    assert lines[0] == (f'| {keys[0]} | 0.700 ± 0.000 | 0.300 ± 1.271 | '
                         '0.600 ± 0.000 |')
-    assert lines[1] == '| accuracy | -0.300 ± 1.271 | -0.100 ± 0.000 |'
+    assert lines[1] == f'| {keys[0]} | -0.300 ± 1.271 | -0.100 ± 0.000 |'
 
 
 def test_probe_shows_the_pretrained_model_reads_its_prompt():
@@ -117,6 +120,19 @@ def test_probe_shows_the_pretrained_model_reads_its_prompt():
     # Pretrained on captions only: it draws the object a caption names far
     # more often than the object another scene's caption names.
     assert result[('text', 'train')] > result[('text wrong', 'train')] + 0.2
+
+
+def test_study_probes_with_the_arms_understanding_view(monkeypatch):
+    monkeypatch.setattr(study, 'PROBE_SCENES', 32)
+    arms = study.arms('janus')
+    results = {arm: study.probed(arms[arm][0], None, arms[arm][1])
+               for arm in ('reca', 'und64')}
+    assert set(results['reca']) == {f'{c} ({p})' for c in probe.CONDITIONS
+                                    for p in ('train', 'held-out')}
+    # The pretrained Janus toy reads images at its 32 px view, not at 64.
+    assert results['reca']['image (train)'] > \
+        results['und64']['image (train)'] + 0.3
+    assert results['reca']['text (train)'] == results['und64']['text (train)']
 
 
 def test_mar_probe_scores_each_slots_true_latent_by_hand():

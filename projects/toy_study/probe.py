@@ -89,6 +89,11 @@ def views_of(cfg):
     return views['und_size'], views.get('gen_size', 64)
 
 
+def generic_instruction(cfg):
+    """The config's RecA generic instruction (None: the UMM's own)."""
+    return cfg.model.objectives.get('recon', {}).get('generic_instruction')
+
+
 class TopObjectCode:
     """Autoregressive codes: 1 where the generation head's top object code
     (code 0, the empty slot, left out) is the true one, teacher-forced."""
@@ -205,9 +210,7 @@ def main():
                                 cfg_options=args.cfg_options)
         if scenes is None:
             scenes = scene_batch(args.num_scenes, *views_of(cfg))
-        instruction = cfg.model.objectives.get('recon', {}).get(
-            'generic_instruction')
-        result = probe(model.umm, *scenes, instruction)
+        result = probe(model.umm, *scenes, generic_instruction(cfg))
         if checkpoint is None:
             print('| checkpoint | ' + ' | '.join(
                 f'{c} ({p})' for c, p in result) + ' |')

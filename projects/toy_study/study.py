@@ -21,7 +21,12 @@ The run's final checkpoint then describes
 :data:`UNDERSTANDING_SCENES` (image-to-text, greedy), scored by
 ``DescriptionAccuracyMetric`` into ``<out>/<arm>/seed_<s>/understanding.json``;
 the pretrained checkpoint's score is ``<out>/understanding_before.json``.
-Finished runs and scores are skipped, so an interrupted study continues.
+``projects/toy_study/probe.py`` probes what the final checkpoint's
+generation reads into ``<out>/<arm>/seed_<s>/probe.json`` (with the arm's
+understanding view), the pretrained model's into ``<out>/probe_before.json``
+(the toy's RecA config's view). Finished runs and scores are skipped, so an
+interrupted study continues, and ``run`` over finished runs adds only the
+scores they lack.
 The "baseline" column is the pretrained checkpoint, i.e. every run's
 "before" score of the same seed.
 """
@@ -77,6 +82,7 @@ TAGS = ('single_object', 'two_object', 'counting', 'colors', 'position',
 UNDERSTANDING_SCENES = dict(num_scenes=128, seed=99, include_held_out=True)
 UNDERSTANDING_KEYS = ('accuracy', 'object_f1', 'held_out_recall',
                       'train_recall')
+PROBE_SCENES = 512
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447,
        7: 2.365, 8: 2.306, 9: 2.262}  # two-sided 95% Student t quantiles
 
@@ -126,7 +132,7 @@ def result_file(out, arm, seed):
 
 def run_one(out, toy, arm, seed, extra):
     work_dir = out / arm / f'seed_{seed}'
-    config, options = arms(toy)[arm]
+    config, arm_options = arms(toy)[arm]
     batched = toy in BATCHED_TOYS
     if result_file(out, arm, seed) or batched and any(
             work_dir.glob('iter_*.pth')):
@@ -134,9 +140,10 @@ def run_one(out, toy, arm, seed, extra):
         # written once at the end, says the training finished.)
         message = f'{arm} seed {seed}: trained before'
     else:
-        options = options + [f'randomness.seed={seed}',
-                             f'{PROMPTS}.seed={1000 * seed}'
-                             ] + extra + (NO_VALIDATION if batched else [])
+        options = arm_options + [f'randomness.seed={seed}',
+                                 f'{PROMPTS}.seed={1000 * seed}'
+                                 ] + extra + (NO_VALIDATION if batched
+                                              else [])
         command = [sys.executable, 'tools/train.py', config, '--work-dir',
                    str(work_dir), '--cfg-options', *options]
         env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
@@ -153,14 +160,14 @@ def run_one(out, toy, arm, seed, extra):
                          key=lambda p: int(p.stem.split('_')[1]))
     with SCORING:
         score_run(out, arm, seed, config, work_dir, checkpoints, batched,
-                  extra)
+                  extra, arm_options)
     return message
 
 
 def score_run(out, arm, seed, config, work_dir, checkpoints, batched,
-              extra):
-    """A finished run's GenEval-Shapes (batched toys) and understanding
-    scores, each kept once written."""
+              extra, arm_options):
+    """A finished run's GenEval-Shapes (batched toys), understanding and
+    probe scores, each kept once written."""
     if checkpoints and batched and not result_file(out, arm, seed):
         # The "before" of this seed is the pretrained model's, once.
         before = cached(out / f'geneval_before_seed_{seed}.json', geneval,
@@ -174,6 +181,8 @@ def score_run(out, arm, seed, config, work_dir, checkpoints, batched,
     if checkpoints:
         cached(work_dir / 'understanding.json', understanding, config,
                checkpoints[-1], extra)
+        cached(work_dir / 'probe.json', probed, config, checkpoints[-1],
+               arm_options + extra)
 
 
 def load(config, checkpoint=None, cfg_options=()):
@@ -244,6 +253,17 @@ def understanding(config, checkpoint=None, cfg_options=(), batch_size=64):
     return metric.compute_metrics(metric.results)
 
 
+def probed(config, checkpoint=None, cfg_options=()):
+    """``probe.py``'s scores of the model of ``config`` (and
+    ``checkpoint``), keyed ``'<condition> (<pairs>)'``."""
+    from projects.toy_study import probe
+    model, cfg = load(config, checkpoint, cfg_options)
+    scenes = probe.scene_batch(PROBE_SCENES, *probe.views_of(cfg))
+    result = probe.probe(model.umm, *scenes, probe.generic_instruction(cfg))
+    return {f'{condition} ({pairs})': value
+            for (condition, pairs), value in result.items()}
+
+
 def cached(path, score, *args):
     """``score(*args)``, kept in ``path``: a finished score is not redone."""
     if not path.is_file():
@@ -270,13 +290,15 @@ def scores(out, arm, seeds, which='after'):
     return rows
 
 
-def understanding_scores(out, arm, seeds):
+def run_scores(out, arm, seeds, name, keys=None):
+    """``<out>/<arm>/seed_<s>/<name>`` per seed that has it, ``keys`` of
+    it (all by default)."""
     rows = {}
     for seed in seeds:
-        path = out / arm / f'seed_{seed}' / 'understanding.json'
+        path = out / arm / f'seed_{seed}' / name
         if path.is_file():
             data = json.loads(path.read_text())
-            rows[seed] = {k: data[k] for k in UNDERSTANDING_KEYS}
+            rows[seed] = {k: data[k] for k in keys or data}
     return rows
 
 
@@ -315,21 +337,26 @@ def table(out, arms, seeds, against=None):
     """Markdown: GenEval-Shapes per tag, mean ± CI per arm, then each arm's
     paired difference from ``against`` (by default from
     :data:`COMPARED_WITH`, else the baseline); then the same for
-    description accuracy where it was scored."""
+    description accuracy and the probe where they were scored."""
     pairs = [(arm, against or COMPARED_WITH.get(arm, 'baseline'))
              for arm in arms]
     columns = {'baseline': scores(out, arms[0], seeds, 'before')}
     columns.update({arm: scores(out, arm, seeds) for arm in arms})
     lines = ['GenEval-Shapes:', ''] + _tabulate('tag', columns, TAGS, pairs)
-    understood = {arm: understanding_scores(out, arm, seeds) for arm in arms}
-    before = out / 'understanding_before.json'
-    if before.is_file() and any(understood.values()):
-        data = json.loads(before.read_text())
-        # Greedy decoding of one checkpoint: the same for every seed.
-        columns = {'baseline': {s: data for s in seeds}}
-        columns.update(understood)
-        lines += ['', 'Description accuracy on held-out scenes:', ''] + \
-            _tabulate('metric', columns, UNDERSTANDING_KEYS, pairs)
+    for name, title, keys in (
+            ('understanding', 'Description accuracy on held-out scenes',
+             UNDERSTANDING_KEYS),
+            ('probe', 'The probe (projects/toy_study/probe.py)', None)):
+        after = {arm: run_scores(out, arm, seeds, f'{name}.json', keys)
+                 for arm in arms}
+        before = out / f'{name}_before.json'
+        if before.is_file() and any(after.values()):
+            data = json.loads(before.read_text())
+            # One checkpoint, scored without sampling: the same every seed.
+            columns = {'baseline': {s: data for s in seeds}}
+            columns.update(after)
+            lines += ['', f'{title}:', ''] + _tabulate(
+                'metric', columns, keys or list(data), pairs)
     return '\n'.join(lines)
 
 
@@ -357,8 +384,10 @@ def main():
     out = args.out.resolve()
     if args.action == 'run':
         out.mkdir(parents=True, exist_ok=True)
-        cached(out / 'understanding_before.json', understanding,
-               TOYS[args.toy]['reca'], None, args.cfg_options)
+        for name, score in (('understanding', understanding),
+                            ('probe', probed)):
+            cached(out / f'{name}_before.json', score,
+                   TOYS[args.toy]['reca'], None, args.cfg_options)
         runs = [(arm, seed) for seed in args.seeds for arm in args.arms]
         with ThreadPoolExecutor(args.jobs) as pool:
             for message in pool.map(
