@@ -124,15 +124,22 @@ def test_probe_shows_the_pretrained_model_reads_its_prompt():
 
 def test_study_probes_with_the_arms_understanding_view(monkeypatch):
     monkeypatch.setattr(study, 'PROBE_SCENES', 32)
-    arms = study.arms('janus')
-    results = {arm: study.probed(arms[arm][0], None, arms[arm][1])
-               for arm in ('reca', 'und64')}
+    results = {arm: study.probed(*study.probe_setting('janus', arm))
+               for arm in ('reca', 'und64', 'control')}
     assert set(results['reca']) == {f'{c} ({p})' for c in probe.CONDITIONS
                                     for p in ('train', 'held-out')}
     # The pretrained Janus toy reads images at its 32 px view, not at 64.
     assert results['reca']['image (train)'] > \
         results['und64']['image (train)'] + 0.3
     assert results['reca']['text (train)'] == results['und64']['text (train)']
+    # A control is probed at its toy's RecA view.
+    assert results['control'] == results['reca']
+    from reca_toolkit.engine.launch import load_config
+    control = load_config(str(REPO / study.TOYS['janus']['control']),
+                          check_resources=False)
+    with pytest.raises(ValueError, match='control.py has no reconstruction '
+                       "source .*probe with the toy's RecA config"):
+        probe.views_of(control)
 
 
 def test_mar_probe_scores_each_slots_true_latent_by_hand():

@@ -84,7 +84,14 @@ def scene_batch(num_scenes, und_size, gen_size=64):
 def views_of(cfg):
     """The understanding and generation sizes of the config's
     reconstruction views (its ``ImageViews``)."""
-    pipeline = cfg.train_dataloader.dataset.sources.recon.pipeline
+    sources = cfg.train_dataloader.dataset.sources
+    if 'recon' not in sources:
+        raise ValueError(
+            f'{cfg.filename} has no reconstruction source '
+            '(train_dataloader.dataset.sources.recon) to take the '
+            "understanding view from; probe with the toy's RecA config "
+            '(every arm of a toy is one architecture)')
+    pipeline = sources.recon.pipeline
     views = next(t for t in pipeline if t['type'] == 'ImageViews')
     return views['und_size'], views.get('gen_size', 64)
 

@@ -132,7 +132,7 @@ def result_file(out, arm, seed):
 
 def run_one(out, toy, arm, seed, extra):
     work_dir = out / arm / f'seed_{seed}'
-    config, arm_options = arms(toy)[arm]
+    config, options = arms(toy)[arm]
     batched = toy in BATCHED_TOYS
     if result_file(out, arm, seed) or batched and any(
             work_dir.glob('iter_*.pth')):
@@ -140,10 +140,9 @@ def run_one(out, toy, arm, seed, extra):
         # written once at the end, says the training finished.)
         message = f'{arm} seed {seed}: trained before'
     else:
-        options = arm_options + [f'randomness.seed={seed}',
-                                 f'{PROMPTS}.seed={1000 * seed}'
-                                 ] + extra + (NO_VALIDATION if batched
-                                              else [])
+        options = options + [f'randomness.seed={seed}',
+                             f'{PROMPTS}.seed={1000 * seed}'
+                             ] + extra + (NO_VALIDATION if batched else [])
         command = [sys.executable, 'tools/train.py', config, '--work-dir',
                    str(work_dir), '--cfg-options', *options]
         env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
@@ -159,13 +158,13 @@ def run_one(out, toy, arm, seed, extra):
     checkpoints = sorted(work_dir.glob('iter_*.pth'),
                          key=lambda p: int(p.stem.split('_')[1]))
     with SCORING:
-        score_run(out, arm, seed, config, work_dir, checkpoints, batched,
-                  extra, arm_options)
+        score_run(out, toy, arm, seed, config, work_dir, checkpoints,
+                  batched, extra)
     return message
 
 
-def score_run(out, arm, seed, config, work_dir, checkpoints, batched,
-              extra, arm_options):
+def score_run(out, toy, arm, seed, config, work_dir, checkpoints, batched,
+              extra):
     """A finished run's GenEval-Shapes (batched toys), understanding and
     probe scores, each kept once written."""
     if checkpoints and batched and not result_file(out, arm, seed):
@@ -181,8 +180,8 @@ def score_run(out, arm, seed, config, work_dir, checkpoints, batched,
     if checkpoints:
         cached(work_dir / 'understanding.json', understanding, config,
                checkpoints[-1], extra)
-        cached(work_dir / 'probe.json', probed, config, checkpoints[-1],
-               arm_options + extra)
+        cached(work_dir / 'probe.json', probed, *probe_setting(toy, arm),
+               checkpoints[-1], extra)
 
 
 def load(config, checkpoint=None, cfg_options=()):
@@ -253,11 +252,22 @@ def understanding(config, checkpoint=None, cfg_options=(), batch_size=64):
     return metric.compute_metrics(metric.results)
 
 
-def probed(config, checkpoint=None, cfg_options=()):
-    """``probe.py``'s scores of the model of ``config`` (and
-    ``checkpoint``), keyed ``'<condition> (<pairs>)'``."""
+def probe_setting(toy, arm):
+    """The config and options a run of ``arm`` is probed with: its own
+    where it reconstructs (its understanding view), the toy's RecA config
+    for the controls (every arm of a toy is one architecture)."""
+    config, options = arms(toy)[arm]
+    if config == TOYS[toy]['control']:
+        return TOYS[toy]['reca'], []
+    return config, options
+
+
+def probed(config, options, checkpoint=None, extra=()):
+    """``probe.py``'s scores of the model of ``config`` (``options`` and
+    ``extra`` applied, ``checkpoint`` loaded), keyed ``'<condition>
+    (<pairs>)'``."""
     from projects.toy_study import probe
-    model, cfg = load(config, checkpoint, cfg_options)
+    model, cfg = load(config, checkpoint, list(options) + list(extra))
     scenes = probe.scene_batch(PROBE_SCENES, *probe.views_of(cfg))
     result = probe.probe(model.umm, *scenes, probe.generic_instruction(cfg))
     return {f'{condition} ({pairs})': value
@@ -384,10 +394,11 @@ def main():
     out = args.out.resolve()
     if args.action == 'run':
         out.mkdir(parents=True, exist_ok=True)
-        for name, score in (('understanding', understanding),
-                            ('probe', probed)):
-            cached(out / f'{name}_before.json', score,
-                   TOYS[args.toy]['reca'], None, args.cfg_options)
+        reca = TOYS[args.toy]['reca']
+        cached(out / 'understanding_before.json', understanding, reca, None,
+               args.cfg_options)
+        cached(out / 'probe_before.json', probed, reca, [], None,
+               args.cfg_options)
         runs = [(arm, seed) for seed in args.seeds for arm in args.arms]
         with ThreadPoolExecutor(args.jobs) as pool:
             for message in pool.map(
