@@ -198,6 +198,44 @@ def test_geneval_shapes_scores_1200_ground_truth_scenes_exactly():
     assert len(metric.results) == 0  # evaluate() clears them
 
 
+def test_prompt_shift_gives_the_next_prompt_and_keeps_the_checks():
+    plain = GenEvalShapesPrompts(num_prompts=60)
+    shifted = GenEvalShapesPrompts(num_prompts=60, prompt_shift=1)
+    n = len(plain)
+    for i in range(n):
+        assert shifted[i]['prompt'] == plain[(i + 1) % n]['prompt']
+        assert shifted[i]['metadata'] == plain[i]['metadata']
+        assert shifted[i]['seed'] == plain[i]['seed']
+    assert (plain.card_info()['prompt_shift'],
+            shifted.card_info()['prompt_shift']) == (0, 1)
+    assert GenEvalPrompts(prompt_shift=2)[0]['prompt'] == \
+        GenEvalPrompts()[2]['prompt']
+    with pytest.raises(ValueError, match='prompt_shift must be >= 0'):
+        GenEvalShapesPrompts(prompt_shift=-1)
+
+    # A generator that reads its prompt (it draws the ground truth of the
+    # prompt it is given) loses under the shift; one that ignores it (it
+    # draws item i's ground truth whatever the prompt) scores the same.
+    first = {}
+    for i, record in enumerate(plain.records):
+        first.setdefault(record['prompt'], i)
+
+    def overall(prompts, reads_prompt):
+        metric = GenEvalMetric(detector=PaletteShapeDetector(),
+                               color_classifier=PaletteColorClassifier())
+        for i in range(n):
+            sample = prompts[i]
+            drawn = first[sample['prompt']] if reads_prompt else i
+            image = torch.from_numpy(plain.ground_truth(drawn).copy())
+            sample['pred'] = image.permute(2, 0, 1) / 127.5 - 1
+            metric.process(None, [sample])
+        return metric.evaluate(n)['geneval/overall']
+
+    assert overall(plain, True) == 1.0
+    assert overall(shifted, True) < 0.5
+    assert overall(shifted, False) == overall(plain, False) == 1.0
+
+
 def test_wrong_scenes_score_what_the_rule_says():
     prompts = GenEvalShapesPrompts(num_prompts=12)
     metric = GenEvalMetric(detector=PaletteShapeDetector(),

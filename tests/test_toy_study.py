@@ -85,6 +85,33 @@ def test_table_gives_mean_and_t_interval_over_seeds(tmp_path):
     assert overall[1] == '| overall | +0.200 ± 1.271 | -0.100 ± 0.000 |'
 
 
+def test_table_adds_the_shifted_prompt_score_and_what_reading_is_worth(
+        tmp_path):
+    def scores(value):
+        return json.dumps({f'geneval_shapes/{t}': value for t in study.TAGS})
+
+    for arm, seed, value, blind in (('reca', 0, 0.5, 0.4),
+                                    ('reca', 1, 0.7, 0.4),
+                                    ('control', 0, 0.4, 0.4),
+                                    ('control', 1, 0.4, 0.2)):
+        write_result(tmp_path, arm, seed, value)
+        (tmp_path / arm / f'seed_{seed}' / 'geneval_shifted.json'
+         ).write_text(scores(blind))
+    for seed in (0, 1):
+        (tmp_path / f'geneval_shifted_before_seed_{seed}.json').write_text(
+            scores(0.3))
+    text = study.table(tmp_path, ['reca', 'control'], [0, 1])
+    overall = [line for line in text.splitlines()
+               if line.startswith('| overall')]
+    assert len(overall) == 6  # GenEval, shifted, their difference; paired
+    assert overall[2] == ('| overall | 0.300 ± 0.000 | 0.400 ± 0.000 | '
+                          '0.300 ± 1.271 |')
+    # Reading the prompt: baseline 0.5 - 0.3; reca 0.1, 0.3; control 0, 0.2.
+    assert overall[4] == ('| overall | 0.200 ± 0.000 | 0.200 ± 1.271 | '
+                          '0.100 ± 1.271 |')
+    assert overall[5] == '| overall | +0.100 ± 0.000 | -0.100 ± 1.271 |'
+
+
 @pytest.mark.parametrize('name, keys, title', [
     ('understanding', study.UNDERSTANDING_KEYS, 'Description accuracy'),
     ('probe', ('text (held-out)', 'image wins (train)'), 'The probe')])
@@ -181,6 +208,15 @@ def test_probe_names_the_generators_it_scores():
     with pytest.raises(ValueError, match='no probe for a Linear generator; '
                        "probed: .*'MaskedAutoregressiveGenerator'"):
         probe.scorer_for(model, None)
+
+
+def test_shifted_prompts_cost_a_model_that_reads_them():
+    options = [f'{study.PROMPTS}.num_prompts=30']
+    janus = study.TOYS['janus']['reca']
+    own = study.geneval(janus, None, 0, options)
+    shifted = study.geneval(janus, None, 0, options + [study.SHIFTED])
+    assert shifted['geneval_shapes/overall'] < \
+        own['geneval_shapes/overall'] - 0.2
 
 
 def test_batched_geneval_is_the_validation_metric_and_deterministic():

@@ -24,7 +24,11 @@ the pretrained checkpoint's score is ``<out>/understanding_before.json``.
 ``projects/toy_study/probe.py`` probes what the final checkpoint's
 generation reads into ``<out>/<arm>/seed_<s>/probe.json`` (with the arm's
 understanding view), the pretrained model's into ``<out>/probe_before.json``
-(the toy's RecA config's view). Finished runs and scores are skipped, so an
+(the toy's RecA config's view). Every run and the pretrained model are
+also scored by :func:`geneval` with each image generated from the next
+row's prompt (``prompt_shift=1``: ``geneval_shifted.json``,
+``<out>/geneval_shifted_before_seed_<s>.json``), the score a generator
+gets without reading its prompt. Finished runs and scores are skipped, so an
 interrupted study continues, and ``run`` over finished runs adds only the
 scores they lack.
 The "baseline" column is the pretrained checkpoint, i.e. every run's
@@ -70,6 +74,8 @@ RECON = 'train_dataloader.dataset.sources.recon'
 # janus_toy.py: prompts, then held-out scenes to describe).
 PROMPTS = 'val_dataloader.dataset.datasets.0'
 T2I = 'train_dataloader.dataset.sources.t2i'
+# Each image from the next row's prompt, scored against its own row.
+SHIFTED = f'{PROMPTS}.prompt_shift=1'
 # what each arm's paired difference is taken from; others: the baseline
 ABLATIONS = ('und64', 'und16', 'pool1', 'ratio3to1', 'ratio1to3', 'no_i2t')
 COMPARED_WITH = dict(reca='control', dense_captions='control',
@@ -165,8 +171,9 @@ def run_one(out, toy, arm, seed, extra):
 
 def score_run(out, toy, arm, seed, config, work_dir, checkpoints, batched,
               extra):
-    """A finished run's GenEval-Shapes (batched toys), understanding and
-    probe scores, each kept once written."""
+    """A finished run's GenEval-Shapes (batched toys), shifted-prompt
+    GenEval-Shapes, understanding and probe scores, each kept once
+    written."""
     if checkpoints and batched and not result_file(out, arm, seed):
         # The "before" of this seed is the pretrained model's, once.
         before = cached(out / f'geneval_before_seed_{seed}.json', geneval,
@@ -178,6 +185,11 @@ def score_run(out, toy, arm, seed, config, work_dir, checkpoints, batched,
                  after_iter=int(checkpoints[-1].stem.split('_')[1])),
             indent=1))
     if checkpoints:
+        shifted = extra + [SHIFTED]
+        cached(out / f'geneval_shifted_before_seed_{seed}.json', geneval,
+               config, None, seed, shifted)
+        cached(work_dir / 'geneval_shifted.json', geneval, config,
+               checkpoints[-1], seed, shifted)
         cached(work_dir / 'understanding.json', understanding, config,
                checkpoints[-1], extra)
         cached(work_dir / 'probe.json', probed, *probe_setting(toy, arm),
@@ -300,6 +312,20 @@ def scores(out, arm, seeds, which='after'):
     return rows
 
 
+def shifted_scores(out, arm, seeds):
+    """GenEval-Shapes per tag with prompts shifted by one, per seed: the
+    pretrained model's for ``arm='baseline'``."""
+    rows = {}
+    for seed in seeds:
+        path = (out / f'geneval_shifted_before_seed_{seed}.json'
+                if arm == 'baseline'
+                else out / arm / f'seed_{seed}' / 'geneval_shifted.json')
+        if path.is_file():
+            data = json.loads(path.read_text())
+            rows[seed] = {t: data[f'geneval_shapes/{t}'] for t in TAGS}
+    return rows
+
+
 def run_scores(out, arm, seeds, name, keys=None):
     """``<out>/<arm>/seed_<s>/<name>`` per seed that has it, ``keys`` of
     it (all by default)."""
@@ -346,13 +372,27 @@ def _tabulate(label, columns, keys, pairs):
 def table(out, arms, seeds, against=None):
     """Markdown: GenEval-Shapes per tag, mean ± CI per arm, then each arm's
     paired difference from ``against`` (by default from
-    :data:`COMPARED_WITH`, else the baseline); then the same for
-    description accuracy and the probe where they were scored."""
+    :data:`COMPARED_WITH`, else the baseline); then the same for the
+    shifted-prompt score (and GenEval-Shapes minus it), description
+    accuracy and the probe where they were scored."""
     pairs = [(arm, against or COMPARED_WITH.get(arm, 'baseline'))
              for arm in arms]
     columns = {'baseline': scores(out, arms[0], seeds, 'before')}
     columns.update({arm: scores(out, arm, seeds) for arm in arms})
     lines = ['GenEval-Shapes:', ''] + _tabulate('tag', columns, TAGS, pairs)
+    shifted = {arm: shifted_scores(out, arm, seeds)
+               for arm in ['baseline'] + arms}
+    if any(shifted.values()):
+        # Per seed, what the run scores with its prompts over without.
+        read = {arm: {s: {t: columns[arm][s][t] - row[t] for t in TAGS}
+                      for s, row in rows.items() if s in columns[arm]}
+                for arm, rows in shifted.items()}
+        lines += ['', 'GenEval-Shapes, each image from the next prompt '
+                  '(prompt_shift=1): the score without reading the prompt:',
+                  ''] + _tabulate('tag', shifted, TAGS, pairs)
+        lines += ['', 'What reading the prompt is worth (GenEval-Shapes '
+                  'minus its shifted score):', ''] + _tabulate(
+                      'tag', read, TAGS, pairs)
     for name, title, keys in (
             ('understanding', 'Description accuracy on held-out scenes',
              UNDERSTANDING_KEYS),

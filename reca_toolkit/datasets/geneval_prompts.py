@@ -16,14 +16,30 @@ GENEVAL_METADATA = (Path(__file__).resolve().parents[1] / 'evaluation' /
 class GenEvalRecords(PromptDataset):
     """Prompts held as GenEval metadata records (``self.records``): one
     item per record, its ``prompt`` and the record itself as ``metadata``,
-    which ``GenEvalMetric`` scores against."""
+    which ``GenEvalMetric`` scores against.
+
+    ``prompt_shift`` > 0 gives item ``i`` the prompt of record ``i +
+    prompt_shift`` (cyclically) and still scores it against record ``i``:
+    what a generator scores without reading its prompt, the floor a gain
+    in prompt-following has to clear.
+    """
+
+    def __init__(self, source, num_images, seed, seed_policy,
+                 prompt_shift=0):
+        super().__init__(source, num_images, seed, seed_policy)
+        if prompt_shift < 0:
+            raise ValueError(f'prompt_shift must be >= 0, got {prompt_shift}')
+        self.prompt_shift = prompt_shift
 
     def __len__(self):
         return len(self.records)
 
     def item(self, index):
-        record = self.records[index]
-        return dict(prompt=record['prompt'], metadata=record)
+        prompt = self.records[(index + self.prompt_shift) % len(self)]
+        return dict(prompt=prompt['prompt'], metadata=self.records[index])
+
+    def card_info(self):
+        return dict(super().card_info(), prompt_shift=self.prompt_shift)
 
 
 @DATASETS.register_module()
@@ -34,11 +50,12 @@ class GenEvalPrompts(GenEvalRecords):
         metadata_file: a GenEval metadata JSON-lines file; None for the
             vendored official one.
         num_images, seed, seed_policy, source: see :class:`PromptDataset`.
+        prompt_shift: see :class:`GenEvalRecords`.
     """
 
     def __init__(self, metadata_file=None, num_images=4, seed=0,
-                 seed_policy='constant', source='geneval'):
-        super().__init__(source, num_images, seed, seed_policy)
+                 seed_policy='constant', source='geneval', prompt_shift=0):
+        super().__init__(source, num_images, seed, seed_policy, prompt_shift)
         self.metadata_file = str(metadata_file or GENEVAL_METADATA)
         if not Path(self.metadata_file).is_file():
             raise FileNotFoundError(

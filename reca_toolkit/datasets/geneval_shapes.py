@@ -151,12 +151,14 @@ class GenEvalShapesPrompts(GenEvalRecords):
         num_images, seed, seed_policy, source: see :class:`PromptDataset`;
             seeds follow the prompt index by default, because the suite
             repeats prompts (there are only 3 single-object prompts).
+        prompt_shift: see
+            :class:`~reca_toolkit.datasets.geneval_prompts.GenEvalRecords`.
     """
 
     def __init__(self, num_prompts=300, suite_seed=0, num_images=1, seed=0,
                  seed_policy='index', canvas_size=64, grid=4,
-                 source='geneval_shapes'):
-        super().__init__(source, num_images, seed, seed_policy)
+                 source='geneval_shapes', prompt_shift=0):
+        super().__init__(source, num_images, seed, seed_policy, prompt_shift)
         self.suite_seed = suite_seed
         self.canvas_size = canvas_size
         self.grid = grid

@@ -378,7 +378,8 @@ class HarmonUMM(BaseUMM):
         latents = self._latents(gen_pixels, gen_targets)
         tokens = self.gen_tokenizer.to_tokens(latents)
         return self.mar.loss(
-            tokens, tuple(latents.shape[-2:]), self.generation_middle(condition),
+            tokens, tuple(latents.shape[-2:]),
+            self.generation_middle(condition),
             self.mar.draw(draws, tokens.shape[1], tokens.device))
 
     # Image-to-text rows are chat rows, as the prompts'.
