@@ -27,8 +27,10 @@ is scored follows the generator:
   share of slots whose loss is lower under the right text (image) than
   under the wrong one (``wins``; 0.5 reads nothing).
 
-The config's own model (its ``pretrained`` weights) is probed first, as
-the baseline.
+``CONFIG`` is a RecA config of the toy, whose reconstruction view the
+``image`` conditions use; every arm of a toy is one architecture, so any
+of its checkpoints loads into it. The config's own model (its
+``pretrained`` weights) is probed first, as the baseline.
 """
 import argparse
 import sys
