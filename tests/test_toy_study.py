@@ -161,7 +161,6 @@ def test_study_probes_with_the_arms_understanding_view(monkeypatch):
     assert results['reca']['text (train)'] == results['und64']['text (train)']
     # A control is probed at its toy's RecA view.
     assert results['control'] == results['reca']
-    from reca_toolkit.engine.launch import load_config
     control = load_config(str(REPO / study.TOYS['janus']['control']),
                           check_resources=False)
     with pytest.raises(ValueError, match='control.py has no reconstruction '

@@ -35,8 +35,8 @@ class GenEvalRecords(PromptDataset):
         return len(self.records)
 
     def item(self, index):
-        prompt = self.records[(index + self.prompt_shift) % len(self)]
-        return dict(prompt=prompt['prompt'], metadata=self.records[index])
+        shown = self.records[(index + self.prompt_shift) % len(self)]
+        return dict(prompt=shown['prompt'], metadata=self.records[index])
 
     def card_info(self):
         return dict(super().card_info(), prompt_shift=self.prompt_shift)
