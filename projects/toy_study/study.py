@@ -302,28 +302,31 @@ def mean_ci(values):
     return mean, half
 
 
+def tag_scores(metrics):
+    """GenEval-Shapes metrics (``geneval_shapes/<tag>``) by tag."""
+    return {t: metrics[f'geneval_shapes/{t}'] for t in TAGS}
+
+
 def scores(out, arm, seeds, which='after'):
     rows = {}
     for seed in seeds:
         path = result_file(out, arm, seed)
         if path:
-            data = json.loads(path.read_text())[which]
-            rows[seed] = {t: data[f'geneval_shapes/{t}'] for t in TAGS}
+            rows[seed] = tag_scores(json.loads(path.read_text())[which])
     return rows
 
 
 def shifted_scores(out, arm, seeds):
     """GenEval-Shapes per tag with prompts shifted by one, per seed: the
     pretrained model's for ``arm='baseline'``."""
-    rows = {}
-    for seed in seeds:
-        path = (out / f'geneval_shifted_before_seed_{seed}.json'
-                if arm == 'baseline'
-                else out / arm / f'seed_{seed}' / 'geneval_shifted.json')
-        if path.is_file():
-            data = json.loads(path.read_text())
-            rows[seed] = {t: data[f'geneval_shapes/{t}'] for t in TAGS}
-    return rows
+    if arm == 'baseline':
+        paths = {s: out / f'geneval_shifted_before_seed_{s}.json'
+                 for s in seeds}
+        rows = {s: json.loads(p.read_text()) for s, p in paths.items()
+                if p.is_file()}
+    else:
+        rows = run_scores(out, arm, seeds, 'geneval_shifted.json')
+    return {s: tag_scores(metrics) for s, metrics in rows.items()}
 
 
 def run_scores(out, arm, seeds, name, keys=None):
